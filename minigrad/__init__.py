@@ -1,0 +1,17 @@
+"""minigrad: a small, readable deep-learning framework on NumPy (CPU) and CuPy (GPU).
+
+    import minigrad as mg
+    import minigrad.functional as F
+    x = mg.tensor([[1.0, 2.0]], requires_grad=True)
+    loss = F.relu(x @ w).sum(); loss.backward(); x.grad
+"""
+from . import functional
+from .backend import Device, manual_seed
+from .backend import parse_device as device
+from .function import Function, is_grad_enabled, no_grad
+from .functional import cat, concatenate, split
+from .gradcheck import GradcheckError, gradcheck
+from .tensor import Tensor, float32, float64, tensor
+from .creation import ones, randn, zeros
+
+__version__ = "0.1.0"

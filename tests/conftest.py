@@ -1,0 +1,24 @@
+"""Test configuration: hypothesis profiles, and skipping GPU tests where there is no GPU.
+
+Profiles (choose with HYPOTHESIS_PROFILE=name): "default" (what CI runs), "thorough" (10× the examples).
+No deadlines: a slow example is not a wrong one, and CI machines vary.
+"""
+import os
+
+import pytest
+from hypothesis import settings
+
+from minigrad import backend
+
+settings.register_profile("default", max_examples=30, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=300, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if backend.cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
