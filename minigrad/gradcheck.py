@@ -34,7 +34,11 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     fn must be deterministic (fix a dropout mask, for example): it is called 2·(number of elements) + 1 times.
     """
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    inputs = [_float64(x, i) for i, x in enumerate(inputs)]
+    for i, x in enumerate(inputs):
+        if isinstance(x, Tensor) and x.requires_grad and x.dtype != np.float64:
+            warnings.warn(f"gradcheck: input {i} is {x.dtype}; checking a float64 copy instead "
+                          f"(central differences need float64 precision)", stacklevel=2)
+            inputs[i] = Tensor(x.data.astype(np.float64), requires_grad=True)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
@@ -78,14 +82,6 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                              f"(eps={eps:g}, atol={atol:g}, rtol={rtol:g}; tolerance = atol + rtol·|numeric|)\n"
                              + _table(rows))
     return True
-
-
-def _float64(x, i):
-    if isinstance(x, Tensor) and x.requires_grad and x.dtype != np.float64:
-        warnings.warn(f"gradcheck: input {i} is {x.dtype}; checking a float64 copy instead "
-                      f"(central differences need float64 precision)", stacklevel=3)
-        return Tensor(x.data.astype(np.float64), requires_grad=True)
-    return x
 
 
 def _as_tuple(outputs) -> tuple:

@@ -1,6 +1,6 @@
 """Test configuration: hypothesis profiles, and skipping GPU tests where there is no GPU.
 
-Profiles (choose with HYPOTHESIS_PROFILE=name): "default" (what CI runs), "thorough" (10× the examples).
+Profiles (choose with HYPOTHESIS_PROFILE=name): "default" (what CI runs), "thorough" (1000 per test instead of 100).
 No deadlines: a slow example is not a wrong one, and CI machines vary.
 """
 import os
@@ -10,8 +10,8 @@ from hypothesis import settings
 
 from minigrad import backend
 
-settings.register_profile("default", max_examples=30, deadline=None, print_blob=True)
-settings.register_profile("thorough", max_examples=300, deadline=None, print_blob=True)
+settings.register_profile("default", max_examples=100, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
