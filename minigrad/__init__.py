@@ -8,10 +8,14 @@
 from . import functional
 from .backend import Device, manual_seed
 from .backend import parse_device as device
+from .creation import ones, randn, zeros
 from .function import Function, is_grad_enabled, no_grad
 from .functional import cat, concatenate, split
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, float32, float64, tensor
-from .creation import ones, randn, zeros
+
+__all__ = ["Device", "Function", "GradcheckError", "Tensor", "cat", "concatenate", "device", "float32", "float64",
+           "functional", "gradcheck", "is_grad_enabled", "manual_seed", "no_grad", "ones", "randn", "split",
+           "tensor", "zeros"]
 
 __version__ = "0.1.0"

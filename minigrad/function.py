@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import weakref
 
+import numpy as np
+
 from . import backend
 
 _grad_enabled = True
@@ -108,15 +110,12 @@ def _as_tensors(op_name: str, inputs) -> tuple:
         raise RuntimeError(f"{op_name}: inputs are on different devices ({names}); "
                            f"move them to one device first, e.g. x.to('{tensors[0].device}')")
     first = tensors[0]
-    xp = backend.xp(first.data)
     out = []
     for x in inputs:
         if not isinstance(x, Tensor):
-            if isinstance(x, (bool, int, float)):
-                # a Python number takes the tensor's dtype, so x * 0.5 stays float32
-                x = Tensor(xp.asarray(x, dtype=first.dtype))
-            else:
-                x = Tensor(backend.to_device(x, first.device))
+            # A Python number takes the tensor's dtype, so x * 0.5 stays float32; arrays keep theirs.
+            x = np.asarray(x, dtype=first.dtype if isinstance(x, (bool, int, float)) else None)
+            x = Tensor(backend.to_device(x, first.device))
         out.append(x)
     return tuple(out)
 

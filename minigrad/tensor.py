@@ -5,7 +5,7 @@
     y.backward()               # x.grad == 2 * x
 
 ``backward`` walks the graph of Functions from ``y`` to the leaves in reverse
-topological order (iteratively, so a graph 100,000 ops deep is fine), giving each
+topological order (iteratively: no recursion limit on the depth of a graph), giving each
 Function the sum of the gradients that flowed into its outputs.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .function import Function, is_grad_enabled
+from .function import Function
 
 float32, float64 = np.float32, np.float64
 
@@ -24,6 +24,8 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False, *, _grad_fn: Function | None = None, _output_index: int = 0):
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {data.dtype}")
+        if isinstance(data, np.generic):      # NumPy reductions return scalars; a Tensor always holds an array
+            data = np.asarray(data)
         self.data = data                      # the raw ndarray (numpy or cupy)
         self.grad: Tensor | None = None       # filled by backward() for leaves and retain_grad() tensors
         self.requires_grad = requires_grad
@@ -85,7 +87,7 @@ class Tensor:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
         self._retains_grad = True
 
-    def register_hook(self, hook) -> "HookHandle":
+    def register_hook(self, hook) -> HookHandle:
         """Call ``hook(grad)`` when this tensor's gradient is ready; a returned Tensor replaces the gradient.
 
         Returns a handle whose ``remove()`` unregisters the hook.
@@ -122,41 +124,7 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected the tensor's shape {self.shape}")
 
-        leaf_grads: dict[Tensor, object] = {}
-        if self.grad_fn is None:
-            leaf_grads[self] = grad
-        else:
-            # grads[fn][i]: the gradient collected so far for fn's i-th output
-            grads = {self.grad_fn: [None] * len(self.grad_fn.output_meta)}
-            grads[self.grad_fn][self._output_index] = grad
-            for fn in _topological_order(self.grad_fn):
-                output_grads = grads.pop(fn)
-                for i, ref in enumerate(fn.outputs):
-                    output = ref()
-                    if output_grads[i] is None:  # an output nothing downstream used, e.g. one half of a split
-                        shape, dtype = fn.output_meta[i]
-                        output_grads[i] = xp.zeros(shape, dtype=dtype)
-                    elif output is not None:
-                        output_grads[i] = output._run_hooks(output_grads[i])
-                        if output._retains_grad:
-                            output._accumulate(output_grads[i])
-                with backend.device_context(output_grads[0]):
-                    input_grads = fn.backward(*output_grads)
-                input_grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
-                for x, gx in zip(fn.inputs, input_grads):
-                    if gx is None or not x.requires_grad:
-                        continue
-                    if gx.shape != x.data.shape:
-                        raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(gx.shape)} "
-                                           f"for an input of shape {x.shape} (a bug in that op)")
-                    if x.grad_fn is None:
-                        leaf_grads[x] = gx if x not in leaf_grads else leaf_grads[x] + gx
-                    else:
-                        slots = grads.setdefault(x.grad_fn, [None] * len(x.grad_fn.output_meta))
-                        i = x._output_index
-                        slots[i] = gx if slots[i] is None else slots[i] + gx
-                if not retain_graph:
-                    fn.release()
+        leaf_grads = {self: grad} if self.grad_fn is None else _backpropagate(self, grad, retain_graph)
         for leaf, g in leaf_grads.items():
             leaf._accumulate(leaf._run_hooks(g))
 
@@ -207,6 +175,49 @@ class HookHandle:
     def remove(self) -> None:
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
+
+
+def _backpropagate(root: Tensor, grad, retain_graph: bool) -> dict:
+    """The autograd engine: run every Function's backward, outputs before inputs.
+
+    Returns {leaf: gradient} with every path into each leaf summed; the caller adds
+    those into ``leaf.grad``.  Non-leaf gradients are summed in ``pending`` until the
+    Function that made the tensor is reached, then handed to it (after hooks).
+    """
+    leaf_grads: dict[Tensor, object] = {}
+    pending = {root.grad_fn: [None] * len(root.grad_fn.output_meta)}   # pending[fn][i]: grad of fn's output i
+    pending[root.grad_fn][root._output_index] = grad
+    for fn in _topological_order(root.grad_fn):
+        output_grads = pending.pop(fn)
+        with backend.device_context(fn.inputs[0].data):
+            for i, ref in enumerate(fn.outputs):
+                output = ref()
+                if output_grads[i] is None:   # an output nothing downstream used, e.g. one half of a split
+                    shape, dtype = fn.output_meta[i]
+                    output_grads[i] = backend.xp(grad).zeros(shape, dtype=dtype)
+                elif output is not None:
+                    output_grads[i] = output._run_hooks(output_grads[i])
+                    if output._retains_grad:
+                        output._accumulate(output_grads[i])
+            input_grads = fn.backward(*output_grads)
+        input_grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
+        if len(input_grads) != len(fn.inputs):
+            raise RuntimeError(f"{fn.name}.backward returned {len(input_grads)} gradient(s) for {len(fn.inputs)} "
+                               "input(s); return one per input (None where there is none)")
+        for x, gx in zip(fn.inputs, input_grads):
+            if gx is None or not x.requires_grad:
+                continue
+            if gx.shape != x.data.shape:
+                raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(gx.shape)} "
+                                   f"for an input of shape {x.shape} (a bug in that op)")
+            if x.grad_fn is None:
+                leaf_grads[x] = gx if x not in leaf_grads else leaf_grads[x] + gx
+            else:
+                slots = pending.setdefault(x.grad_fn, [None] * len(x.grad_fn.output_meta))
+                slots[x._output_index] = gx if slots[x._output_index] is None else slots[x._output_index] + gx
+        if not retain_graph:
+            fn.release()
+    return leaf_grads
 
 
 def _topological_order(root: Function) -> list[Function]:

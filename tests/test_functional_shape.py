@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-import minigrad.functional as F
 from support import DEVICES, array, check_against_torch, leaves, seeds
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4)

@@ -180,3 +180,16 @@ def test_retain_graph_keeps_the_saved_buffers():
     loss.backward(retain_graph=True)
     gc.collect()
     assert saved() is not None
+
+
+def test_a_backward_with_the_wrong_number_of_gradients_is_reported():
+    class TwoInputsOneGradient(mg.Function):
+        def forward(self, a, b):
+            return a + b
+
+        def backward(self, gy):
+            return gy
+
+    a, b = mg.tensor([1.0], requires_grad=True), mg.tensor([2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"TwoInputsOneGradient.backward returned 1 gradient\(s\) for 2 input\(s\)"):
+        TwoInputsOneGradient()(a, b).sum().backward()

@@ -3,6 +3,8 @@ concatenate/split (how AlexNet's two towers are joined and parted), and device m
 Their backward puts each gradient element back where its element came from."""
 import math
 
+import numpy as np
+
 from .. import backend
 from ..function import Function
 
@@ -62,7 +64,7 @@ class GetItem(Function):
     def backward(self, gy):
         gx = backend.xp(gy).zeros(self.x_shape, dtype=self.x_dtype)
         parts = self.index if isinstance(self.index, tuple) else (self.index,)
-        if any(hasattr(p, "shape") or isinstance(p, list) for p in parts):
+        if any(hasattr(p, "shape") for p in parts):
             backend.primitives(gx).scatter_add(gx, self.index, gy)
         else:
             gx[self.index] = gy  # basic slicing picks each element at most once
@@ -142,8 +144,11 @@ def flatten(x, start_axis=0, end_axis=-1):
 def getitem(x, index):
     from ..tensor import Tensor
 
-    parts = index if isinstance(index, tuple) else (index,)
-    parts = tuple(p.data if isinstance(p, Tensor) else p for p in parts)
+    def on_device(part):  # index arrays and lists go where the data is (CuPy wants CuPy indices)
+        part = part.data if isinstance(part, Tensor) else part
+        return backend.to_device(np.asarray(part), x.device) if isinstance(part, (list, np.ndarray)) else part
+
+    parts = tuple(on_device(p) for p in (index if isinstance(index, tuple) else (index,)))
     return GetItem(parts if isinstance(index, tuple) else parts[0])(x)
 
 
