@@ -1,0 +1,90 @@
+"""2-D convolution by im2col, with groups (Krizhevsky et al. 2012: every conv layer; groups=2 is the
+two-GPU split of conv2, conv4 and conv5)."""
+from .. import backend
+from ..function import Function
+
+
+def pair(value, name: str) -> tuple:
+    """3 -> (3, 3); (3, 5) stays.  For kernel sizes, strides and paddings."""
+    result = (value, value) if isinstance(value, int) else tuple(value)
+    if len(result) != 2 or not all(isinstance(v, int) for v in result):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return result
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output positions along one axis: ⌊(size + 2·padding − kernel) / stride⌋ + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Conv2d(Function):
+    """y = w ⋆ x + b, a cross-correlation like every framework's "convolution".
+
+    x: (N, C, H, W), w: (O, C/g, kh, kw), b: (O,)  ->  y: (N, O, oH, oW),  oH = ⌊(H + 2·ph − kh)/sh⌋ + 1.
+    Group γ (of g) sees input channels γ·C/g … (γ+1)·C/g − 1 and makes outputs γ·O/g … (γ+1)·O/g − 1.
+
+    forward:   cols = im2col(x) as (g, K, N·L), K = C/g·kh·kw, L = oH·oW  (one receptive field per column)
+               Y = W @ cols, with W = w as (g, O/g, K): ONE batched matmul over the groups
+    backward:  ∂W = ∂Y @ colsᵀ,   ∂cols = Wᵀ @ ∂Y,   ∂x = col2im(∂cols),   ∂b = Σ_{n,y,x} ∂y
+    """
+
+    def __init__(self, stride=(1, 1), padding=(0, 0), groups=1):
+        self.stride, self.padding, self.groups = stride, padding, groups
+
+    def forward(self, x, w, *bias):
+        xp, prim = backend.xp(x), backend.primitives(x)
+        n, c, h, wd = x.shape
+        o, c_g, kh, kw = w.shape
+        g = self.groups
+        self.x_shape, self.w_shape = x.shape, w.shape
+        self.out_hw = (output_size(h, kh, self.stride[0], self.padding[0]),
+                       output_size(wd, kw, self.stride[1], self.padding[1]))
+        cols = prim.im2col(x, (kh, kw), self.stride, self.padding).reshape(g, c_g * kh * kw, -1)
+        w_g = w.reshape(g, o // g, c_g * kh * kw)
+        y = w_g @ cols                                                      # (g, O/g, N·L)
+        y = xp.ascontiguousarray(y.reshape(o, n, *self.out_hw).transpose(1, 0, 2, 3))
+        if bias:
+            y += bias[0].reshape(1, o, 1, 1)
+        # Keep only what backward will use: the columns for ∂w, the weights for ∂x.
+        self.cols = cols if self.needs_input_grad[1] else None
+        self.w_g = w_g if self.needs_input_grad[0] else None
+        return y
+
+    def backward(self, gy):
+        o, c_g, kh, kw = self.w_shape
+        g = self.groups
+        gy_g = gy.transpose(1, 0, 2, 3).reshape(g, o // g, -1)              # (g, O/g, N·L)
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gcols = self.w_g.transpose(0, 2, 1) @ gy_g                      # (g, K, N·L)
+            gcols = gcols.reshape(self.x_shape[1], kh, kw, self.x_shape[0], *self.out_hw)
+            gx = backend.primitives(gy).col2im(gcols, self.x_shape, (kh, kw), self.stride, self.padding)
+        if self.needs_input_grad[1]:
+            gw = (gy_g @ self.cols.transpose(0, 2, 1)).reshape(self.w_shape)
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
+    """2-D convolution of x (N, C, H, W) with w (O, C/groups, kh, kw), plus bias b (O,).  See ``Conv2d``."""
+    stride, padding = pair(stride, "conv2d: stride"), pair(padding, "conv2d: padding")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C/groups, kh, kw), got input shape "
+                         f"{x.shape} and weight shape {w.shape}")
+    o, c_g, kh, kw = w.shape
+    if groups < 1 or o % groups:
+        raise ValueError(f"conv2d: groups={groups} must be ≥ 1 and divide the {o} output channels")
+    if x.shape[1] != c_g * groups:
+        raise ValueError(f"conv2d: expected input of shape (N, {c_g * groups}, H, W) for weight {w.shape} with "
+                         f"groups={groups}, got {x.shape}")
+    if b is not None and b.shape != (o,):
+        raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
+    if min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: stride must be ≥ 1 and padding ≥ 0, got stride={stride}, padding={padding}")
+    for axis, size, k, p in (("height", x.shape[2], kh, padding[0]), ("width", x.shape[3], kw, padding[1])):
+        if size + 2 * p < k:
+            raise ValueError(f"conv2d: kernel {k} does not fit input {axis} {size} with padding {p}")
+    inputs = (x, w) if b is None else (x, w, b)
+    return Conv2d(stride, padding, groups)(*inputs)

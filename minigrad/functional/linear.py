@@ -1,0 +1,34 @@
+"""The fully connected layer."""
+from ..function import Function
+
+
+class Linear(Function):
+    """y = x Wᵀ + b.
+
+    x: (N, in), W: (out, in) (PyTorch's layout), b: (out,)  ->  y: (N, out).
+    ∂L/∂x = g W,   ∂L/∂W = gᵀ x,   ∂L/∂b = Σ_n g_n.
+    """
+
+    def forward(self, x, w, *bias):
+        self.x = x if self.needs_input_grad[1] else None
+        self.w = w if self.needs_input_grad[0] else None
+        y = x @ w.T
+        if bias:
+            y += bias[0]
+        return y
+
+    def backward(self, gy):
+        gx = gy @ self.w if self.needs_input_grad[0] else None
+        gw = gy.T @ self.x if self.needs_input_grad[1] else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, (gy.sum(axis=0) if self.needs_input_grad[2] else None)
+
+
+def linear(x, w, b=None):
+    """x (N, in) times w (out, in) transposed, plus b (out,).  See ``Linear``."""
+    if w.ndim != 2 or x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"linear: expected input of shape (N, {w.shape[-1]}) for weight {w.shape}, got {x.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({w.shape[0]},), got {b.shape}")
+    return Linear()(x, w) if b is None else Linear()(x, w, b)

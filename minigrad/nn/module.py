@@ -1,0 +1,188 @@
+"""Module: a layer or a network, holding Parameters and sub-modules (PyTorch's design, in miniature).
+
+Assigning a Parameter or a Module to an attribute registers it, so ``parameters()`` finds it:
+
+    class TwoLayers(Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = Linear(4, 8), Linear(8, 2)
+        def forward(self, x):
+            return self.fc2(relu(self.fc1(x)))
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf tensor that a Module owns and an optimizer updates (requires_grad=True)."""
+
+    def __init__(self, data):
+        data = data.data if isinstance(data, Tensor) else data
+        super().__init__(data, requires_grad=True)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    training = True
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *inputs):
+        try:
+            return self.forward(*inputs)
+        except (ValueError, TypeError, RuntimeError) as err:
+            _name_the_layer(err, self)
+            raise
+
+    # ----- the tree of modules and parameters --------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) for every parameter in the tree, e.g. ('features.0.weight', ...)."""
+        for prefix, module in self.named_modules():
+            for name, param in module._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), param
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, param in self.named_parameters():
+            yield param
+
+    # ----- modes, devices, gradients -----------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active) for this module and everything inside it."""
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode (dropout off): ``train(False)``."""
+        return self.train(False)
+
+    def to(self, device) -> Module:
+        """Move every parameter (and its gradient) to ``device``, in place; returns the module."""
+        for param in self.parameters():
+            param.data = backend.to_device(param.data, device)
+            if param.grad is not None:
+                param.grad = Tensor(backend.to_device(param.grad.data, device))
+        return self
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.grad = None
+
+    # ----- saving and loading ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        """{dotted name: parameter data} as detached tensors (sharing memory with the parameters)."""
+        return {name: param.detach() for name, param in self.named_parameters()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy parameters in from ``state`` (Tensors or arrays, any device), onto this module's devices.
+
+        Every key must match and every shape agree; otherwise nothing is loaded and the error
+        lists what is missing, unexpected or mismatched.
+        """
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        for name in sorted(set(params) & set(state)):
+            shape = tuple(state[name].shape)
+            if shape != params[name].shape:
+                problems.append(f"{name}: shape {shape} in the state dict, {params[name].shape} in the model")
+        if problems:
+            raise ValueError(f"load_state_dict into {type(self).__name__} failed; " + "; ".join(problems))
+        for name, param in params.items():
+            value = state[name].data if isinstance(state[name], Tensor) else np.asarray(state[name])
+            param.data = backend.to_device(value, param.device).astype(param.dtype, copy=True)
+
+    # ----- description -------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The layer's settings, shown inside its repr: 'Conv2d(3, 96, kernel_size=(11, 11), ...)'."""
+        return ""
+
+    def __repr__(self) -> str:
+        children = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n" + "\n".join(children) + "\n)"
+
+
+def _name_the_layer(err: Exception, module: Module) -> None:
+    """Put the failing layer into an error's message as it travels out through the modules.
+
+    The innermost module adds its description; each module it passes through on the way out
+    adds the attribute name of the child it came from, so the message ends up as
+    'towers.0.conv2 (Conv2d(48, 128, ...)): conv2d: expected input of shape (N, 48, H, W) ..., got ...'.
+    """
+    if not hasattr(err, "_minigrad_layer"):
+        err._minigrad_layer, err._minigrad_path, err._minigrad_message = repr(module), [], str(err)
+    else:
+        child_names = [name for name, child in module.named_children() if child is err._minigrad_from]
+        if child_names:
+            err._minigrad_path.insert(0, child_names[0])
+    err._minigrad_from = module
+    where = ".".join(err._minigrad_path)
+    layer = f"{where} ({err._minigrad_layer})" if where else err._minigrad_layer
+    err.args = (f"{layer}: {err._minigrad_message}",)
+
+
+class Sequential(Module):
+    """Modules applied one after another; children are named 0, 1, 2, ..."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, module in enumerate(modules):
+            setattr(self, str(i), module)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self.children())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def forward(self, x):
+        for module in self.children():
+            x = module(x)
+        return x

@@ -1,0 +1,91 @@
+"""conv2d (im2col, groups): gradcheck on hypothesis-drawn geometry, PyTorch at AlexNet's shapes, input checks."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from support import DEVICES, array, check_against_torch, leaves, seeds
+
+
+@st.composite
+def conv_geometry(draw):
+    """A convolution that fits: kernel 1..11, stride 1..4, padding 0..3, groups 1..3, small images."""
+    groups = draw(st.sampled_from([1, 2, 3]))
+    kh, kw = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding = (draw(st.integers(0, min(3, kh - 1))), draw(st.integers(0, min(3, kw - 1))))
+    h = draw(st.integers(max(1, kh - 2 * padding[0]), max(1, kh - 2 * padding[0]) + 4))
+    w = draw(st.integers(max(1, kw - 2 * padding[1]), max(1, kw - 2 * padding[1]) + 4))
+    n, c_g, o_g = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    return dict(x=(n, c_g * groups, h, w), w=(o_g * groups, c_g, kh, kw), stride=stride, padding=padding, groups=groups)
+
+
+def torch_conv(stride, padding, groups):
+    def conv(x, w, b):
+        import torch
+        return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+    return conv
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=60)
+@given(geometry=conv_geometry(), seed=seeds)
+def test_conv2d_gradcheck_and_torch(device, geometry, seed):
+    g = geometry
+    arrays = [array(seed, g["x"]), array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])]
+    conv = lambda x, w, b: F.conv2d(x, w, b, g["stride"], g["padding"], g["groups"])  # noqa: E731
+    assert mg.gradcheck(conv, leaves(arrays, device))
+    check_against_torch(conv, torch_conv(g["stride"], g["padding"], g["groups"]), arrays, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_conv2d_without_bias(device):
+    arrays = [array(0, (2, 4, 6, 5)), array(1, (6, 2, 3, 3))]
+    conv = lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=2)  # noqa: E731
+    assert mg.gradcheck(conv, leaves(arrays, device))
+    check_against_torch(conv, lambda x, w: torch_conv(2, 1, 2)(x, w, None), arrays, device)
+
+
+# AlexNet's own convolutions (float32, batch 2): conv1 11/4 on 227 and conv2 5/1/2 with groups=2.
+ALEXNET_CONVS = {
+    "conv1": dict(x=(2, 3, 227, 227), w=(96, 3, 11, 11), stride=4, padding=0, groups=1, out=(2, 96, 55, 55)),
+    "conv2": dict(x=(2, 96, 27, 27), w=(256, 48, 5, 5), stride=1, padding=2, groups=2, out=(2, 256, 27, 27)),
+    "conv3": dict(x=(2, 256, 13, 13), w=(384, 256, 3, 3), stride=1, padding=1, groups=1, out=(2, 384, 13, 13)),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ALEXNET_CONVS)
+def test_alexnet_convolutions_match_torch_in_float32(device, name):
+    c = ALEXNET_CONVS[name]
+    arrays = [array(1, c["x"]).astype(np.float32), (array(2, c["w"]) * 0.05).astype(np.float32),
+              array(3, c["w"][:1]).astype(np.float32)]
+    conv = lambda x, w, b: F.conv2d(x, w, b, c["stride"], c["padding"], c["groups"])  # noqa: E731
+    assert conv(*leaves(arrays, device)).shape == c["out"]
+    check_against_torch(conv, torch_conv(c["stride"], c["padding"], c["groups"]), arrays, device, rtol=1e-4, atol=1e-5)
+
+
+def test_conv2d_float32_stays_float32():
+    x, w = mg.randn(1, 2, 5, 5, requires_grad=True), mg.randn(3, 2, 3, 3, requires_grad=True)
+    y = F.conv2d(x, w)
+    y.sum().backward()
+    assert y.dtype == x.grad.dtype == w.grad.dtype == np.float32
+
+
+def test_conv2d_bad_input_messages():
+    x, w = mg.zeros(2, 96, 27, 27), mg.zeros(128, 48, 5, 5)
+    with pytest.raises(ValueError, match=r"conv2d: expected input of shape \(N, 48, H, W\) for weight \(128, 48, 5, 5\) "
+                                         r"with groups=1, got \(2, 96, 27, 27\)"):
+        F.conv2d(x, w, padding=2)
+    with pytest.raises(ValueError, match=r"conv2d: expected input \(N, C, H, W\) and weight .* got input shape \(96, 27, 27\)"):
+        F.conv2d(x[0], w, padding=2)
+    with pytest.raises(ValueError, match=r"conv2d: groups=3 must be ≥ 1 and divide the 128 output channels"):
+        F.conv2d(x, w, groups=3)
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(128,\), got \(64,\)"):
+        F.conv2d(x, w, mg.zeros(64), groups=2)
+    with pytest.raises(ValueError, match="conv2d: kernel 5 does not fit input height 3 with padding 0"):
+        F.conv2d(mg.zeros(1, 48, 3, 9), w)
+    with pytest.raises(TypeError, match=r"conv2d: stride must be an int or a pair of ints, got \(1, 2, 3\)"):
+        F.conv2d(x, w, stride=(1, 2, 3), groups=2)
