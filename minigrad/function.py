@@ -46,7 +46,7 @@ class Function:
     inputs: tuple = ()               # the input Tensors, kept while the graph is alive
     needs_input_grad: tuple = ()     # per input: does it want a gradient? (backward may skip work)
     outputs: tuple = ()              # weak references to the output Tensors (hooks, retain_grad)
-    output_meta: tuple = ()          # (shape, dtype) of each output, to build zero gradients
+    output_meta: tuple = ()          # (shape, dtype, device) of each output, to build zero gradients
     saved_names: frozenset = frozenset()
     released = False                 # True once backward freed the saved buffers
 
@@ -85,7 +85,7 @@ class Function:
             results = tuple(Tensor(y, requires_grad=True, _grad_fn=self, _output_index=i)
                             for i, y in enumerate(outputs))
             self.outputs = tuple(weakref.ref(t) for t in results)
-            self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
+            self.output_meta = tuple((y.shape, y.dtype, backend.device_of(y)) for y in outputs)
         return results if several else results[0]
 
     def release(self) -> None:
@@ -97,8 +97,14 @@ class Function:
 
 
 def _as_tensors(op_name: str, inputs) -> tuple:
-    """Wrap Python numbers and arrays as constant tensors on the device (and in the dtype) of the others;
-    refuse tensors on different devices."""
+    """Make every input a Tensor on the one device the tensors share, with dtypes that keep float32 float32.
+
+    - A Python number next to a float tensor takes that tensor's dtype (x * 0.5 stays float32);
+      next to an integer tensor it follows NumPy (int tensor * 0.5 is float64: no truncation).
+    - Integer and bool tensors next to float ones are cast to the float dtype, as PyTorch does
+      (float32 * int64 is float32 here, not NumPy's float64).
+    - Tensors on different devices are refused with both devices named.
+    """
     from .tensor import Tensor
 
     tensors = [x for x in inputs if isinstance(x, Tensor)]
@@ -109,15 +115,21 @@ def _as_tensors(op_name: str, inputs) -> tuple:
         names = " and ".join(sorted(str(d) for d in devices))
         raise RuntimeError(f"{op_name}: inputs are on different devices ({names}); "
                            f"move them to one device first, e.g. x.to('{tensors[0].device}')")
-    first = tensors[0]
+    device = tensors[0].device
+    floats = [t.dtype for t in tensors if t.dtype.kind == "f"]
+    float_dtype = np.result_type(*floats) if floats else None
     out = []
     for x in inputs:
         if not isinstance(x, Tensor):
-            # A Python number takes the tensor's dtype, so x * 0.5 stays float32; arrays keep theirs.
-            x = np.asarray(x, dtype=first.dtype if isinstance(x, (bool, int, float)) else None)
-            x = Tensor(backend.to_device(x, first.device))
+            x = Tensor(backend.to_device(np.asarray(x, dtype=float_dtype if _is_number(x) else None), device))
+        elif float_dtype is not None and x.dtype.kind in "iub":
+            x = Tensor(x.data.astype(float_dtype))
         out.append(x)
     return tuple(out)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (bool, int, float))
 
 
 def sum_to_shape(grad, shape):

@@ -98,10 +98,16 @@ class Tensor:
         return HookHandle(self._hooks, hook)
 
     def _run_hooks(self, grad):
-        for hook in self._hooks:
+        for hook in list(self._hooks):   # a copy: a hook may remove itself
             result = hook(Tensor(grad))
-            if result is not None:
-                grad = result.data if isinstance(result, Tensor) else result
+            if result is None:
+                continue
+            result = result.data if isinstance(result, Tensor) else result
+            if result.shape != grad.shape or backend.device_of(result) != self.device:
+                raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} returned a gradient of shape "
+                                   f"{tuple(result.shape)} on {backend.device_of(result)}; the tensor it is "
+                                   f"registered on has shape {self.shape} on {self.device}")
+            grad = result.astype(self.dtype, copy=False)
         return grad
 
     def backward(self, grad=None, retain_graph: bool = False) -> None:
@@ -113,20 +119,24 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (did you create it under no_grad(), "
                                "or forget requires_grad=True on the inputs?)")
-        xp = backend.xp(self.data)
-        if grad is None:
-            if self.size != 1:
-                raise RuntimeError(f"backward() without a grad argument needs a single-element output; this one has "
-                                   f"shape {self.shape}. Pass grad= (the gradient of the loss w.r.t. this tensor).")
-            grad = xp.ones_like(self.data)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
-            if grad.shape != self.data.shape:
-                raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected the tensor's shape {self.shape}")
-
-        leaf_grads = {self: grad} if self.grad_fn is None else _backpropagate(self, grad, retain_graph)
+        with backend.device_context(self.data):
+            if grad is None:
+                if self.size != 1:
+                    raise RuntimeError(f"backward() without a grad argument needs a single-element output; this one "
+                                       f"has shape {self.shape}. Pass grad= (the gradient of the loss w.r.t. this "
+                                       "tensor).")
+                grad = backend.xp(self.data).ones_like(self.data)
+            else:
+                grad = grad.data if isinstance(grad, Tensor) else grad
+                grad = backend.xp(self.data).array(backend.to_device(grad, self.device), dtype=self.dtype)  # a copy
+                if grad.shape != self.data.shape:
+                    raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected the tensor's shape "
+                                     f"{self.shape}")
+        handed_out: set[int] = set()   # memory already given to some .grad in this backward (see _own)
+        leaf_grads = {self: grad} if self.grad_fn is None else _backpropagate(self, grad, retain_graph, handed_out)
         for leaf, g in leaf_grads.items():
-            leaf._accumulate(leaf._run_hooks(g))
+            with backend.device_context(leaf.data):
+                leaf._accumulate(_own(leaf._run_hooks(g), handed_out))
 
     def _accumulate(self, grad) -> None:
         self.grad = Tensor(grad) if self.grad is None else Tensor(self.grad.data + grad)
@@ -177,7 +187,7 @@ class HookHandle:
             self._hooks.remove(self._hook)
 
 
-def _backpropagate(root: Tensor, grad, retain_graph: bool) -> dict:
+def _backpropagate(root: Tensor, grad, retain_graph: bool, handed_out: set) -> dict:
     """The autograd engine: run every Function's backward, outputs before inputs.
 
     Returns {leaf: gradient} with every path into each leaf summed; the caller adds
@@ -188,17 +198,22 @@ def _backpropagate(root: Tensor, grad, retain_graph: bool) -> dict:
     pending = {root.grad_fn: [None] * len(root.grad_fn.output_meta)}   # pending[fn][i]: grad of fn's output i
     pending[root.grad_fn][root._output_index] = grad
     for fn in _topological_order(root.grad_fn):
-        output_grads = pending.pop(fn)
-        with backend.device_context(fn.inputs[0].data):
-            for i, ref in enumerate(fn.outputs):
-                output = ref()
-                if output_grads[i] is None:   # an output nothing downstream used, e.g. one half of a split
-                    shape, dtype = fn.output_meta[i]
-                    output_grads[i] = backend.xp(grad).zeros(shape, dtype=dtype)
-                elif output is not None:
+        output_grads = pending.pop(fn, None)
+        if output_grads is None:   # every gradient into fn was None: nothing flows through it
+            if not retain_graph:
+                fn.release()
+            continue
+        for i, ref in enumerate(fn.outputs):
+            output = ref()
+            if output_grads[i] is None:   # an output nothing downstream used, e.g. one half of a split
+                shape, dtype, device = fn.output_meta[i]
+                output_grads[i] = backend.zeros(shape, dtype, device)
+            elif output is not None:
+                with backend.device_context(output.data):
                     output_grads[i] = output._run_hooks(output_grads[i])
                     if output._retains_grad:
-                        output._accumulate(output_grads[i])
+                        output._accumulate(_own(output_grads[i], handed_out))
+        with backend.device_context(fn.inputs[0].data):
             input_grads = fn.backward(*output_grads)
         input_grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
         if len(input_grads) != len(fn.inputs):
@@ -210,14 +225,30 @@ def _backpropagate(root: Tensor, grad, retain_graph: bool) -> dict:
             if gx.shape != x.data.shape:
                 raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(gx.shape)} "
                                    f"for an input of shape {x.shape} (a bug in that op)")
-            if x.grad_fn is None:
-                leaf_grads[x] = gx if x not in leaf_grads else leaf_grads[x] + gx
-            else:
-                slots = pending.setdefault(x.grad_fn, [None] * len(x.grad_fn.output_meta))
-                slots[x._output_index] = gx if slots[x._output_index] is None else slots[x._output_index] + gx
+            with backend.device_context(x.data):
+                gx = gx.astype(x.dtype, copy=False)   # a float32 input gets a float32 gradient
+                if x.grad_fn is None:
+                    leaf_grads[x] = gx if x not in leaf_grads else leaf_grads[x] + gx
+                else:
+                    slots = pending.setdefault(x.grad_fn, [None] * len(x.grad_fn.output_meta))
+                    i = x._output_index
+                    slots[i] = gx if slots[i] is None else slots[i] + gx
         if not retain_graph:
             fn.release()
     return leaf_grads
+
+
+def _own(grad, handed_out: set):
+    """``grad``, copied if its memory already went to another tensor's ``.grad`` in this backward.
+
+    Ops may pass one array to several inputs (a + b gives ∂L/∂y to both); without this, changing
+    a.grad in place would change b.grad.  Copies happen only when memory really is shared.
+    """
+    owner = grad if grad.base is None else grad.base
+    if id(owner) in handed_out:
+        return grad.copy()
+    handed_out.add(id(owner))
+    return grad
 
 
 def _topological_order(root: Function) -> list[Function]:

@@ -15,6 +15,16 @@ settings.register_profile("thorough", max_examples=1000, deadline=None, print_bl
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def pytest_report_header(config):
+    try:
+        import torch
+        oracle = f"PyTorch {torch.__version__} (oracle tests run)"
+    except ImportError:
+        oracle = "PyTorch absent: oracle tests skip (pip install torch==2.13.0 to run them)"
+    gpu = "CUDA GPU found: cuda tests run" if backend.cuda_available() else "no CUDA GPU: cuda tests skip"
+    return [f"minigrad: {oracle}; {gpu}; hypothesis profile {settings._current_profile}"]
+
+
 def pytest_collection_modifyitems(config, items):
     if backend.cuda_available():
         return

@@ -42,9 +42,12 @@ def test_cross_entropy_is_stable_for_huge_logits():
 
 
 def test_cross_entropy_accepts_tensor_list_and_array_targets():
-    logits = mg.tensor(np.eye(3) * 4)
+    logits = mg.tensor(np.eye(3) * 4)     # each row: 4 on its own class, 0 on the two others
+    right = np.log(1 + 2 * np.exp(-4))    # −log(e⁴ / (e⁴ + 2))
+    wrong = np.log(np.exp(4) + 2)         # −log(1 / (e⁴ + 2))
     for targets in ([0, 1, 2], np.array([0, 1, 2]), mg.tensor([0, 1, 2])):
-        assert F.cross_entropy(logits, targets).item() == pytest.approx(F.cross_entropy(logits, [0, 1, 2]).item())
+        assert F.cross_entropy(logits, targets).item() == pytest.approx(right)
+    assert F.cross_entropy(logits, [1, 2, 0]).item() == pytest.approx(wrong)
 
 
 def test_cross_entropy_bad_input_messages():

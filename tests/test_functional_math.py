@@ -99,3 +99,19 @@ def test_only_the_inputs_that_need_a_gradient_get_one():
     (a * b).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])
     assert b.grad is None
+
+
+def test_pow_gradients_at_a_zero_base_match_torch():
+    torch = pytest.importorskip("torch")
+    for base, exponent in [(0.0, 0.0), (0.0, 2.0), (0.0, 0.5), (2.0, 0.0)]:
+        a, b = mg.tensor([base], requires_grad=True, dtype=mg.float64), mg.tensor([exponent], requires_grad=True, dtype=mg.float64)
+        (a ** b).sum().backward()
+        ta = torch.tensor([base], dtype=torch.float64, requires_grad=True)
+        tb = torch.tensor([exponent], dtype=torch.float64, requires_grad=True)
+        (ta ** tb).sum().backward()
+        np.testing.assert_allclose([a.grad.item(), b.grad.item()], [ta.grad.item(), tb.grad.item()], err_msg=(base, exponent))
+
+
+def test_matmul_batch_mismatch_names_the_op():
+    with pytest.raises(ValueError, match=r"matmul: the batch axes of shapes \(2, 3, 4\) and \(5, 4, 1\) do not broadcast"):
+        mg.zeros(2, 3, 4) @ mg.zeros(5, 4, 1)

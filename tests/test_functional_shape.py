@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
+import minigrad.functional as F
 from support import DEVICES, array, check_against_torch, leaves, seeds
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4)
@@ -141,3 +142,19 @@ def test_shape_errors_name_the_op_and_the_shapes():
         mg.split(mg.zeros(5), [2, 2])
     with pytest.raises(ValueError, match=r"transpose: axes \(0, 0\) are not a permutation"):
         mg.zeros(2, 3).transpose(0, 0)
+
+
+def test_axes_out_of_range_are_refused_by_name():
+    x = mg.zeros(2, 3)
+    cases = [(lambda: mg.cat([x, x], 2), "concatenate: axis 2"), (lambda: x.permute(2, 1), "transpose: axis 2"),
+             (lambda: mg.split(x, 1, 2), "split: axis 2"), (lambda: x.flatten(0, 5), "flatten: axis 5"),
+             (lambda: F.log_softmax(x, 2), "log_softmax: axis 2")]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message + r" is out of range for a tensor with 2 dimension\(s\)"):
+            call()
+    with pytest.raises(ValueError, match=r"flatten: start_axis 1 comes after end_axis 0"):
+        x.flatten(1, 0)
+    with pytest.raises(TypeError, match=r"concatenate: expected a list or tuple of Tensors"):
+        mg.cat(x)
+    with pytest.raises(ValueError, match="concatenate: cannot join 0-d tensors"):
+        mg.cat([mg.tensor(1.0), mg.tensor(2.0)])

@@ -61,3 +61,22 @@ def test_needs_an_input_that_requires_grad():
 def test_functions_with_several_outputs():
     x = mg.tensor(np.arange(6.0), requires_grad=True)
     assert mg.gradcheck(lambda t: mg.split(t * t, [2, 4]), [x])
+
+
+def test_nan_gradients_fail():
+    class NanBackward(mg.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy * np.nan
+
+    with pytest.raises(mg.GradcheckError, match="FAIL"):
+        mg.gradcheck(lambda t: NanBackward()(t), [mg.tensor(np.ones(3), requires_grad=True)])
+
+
+def test_gradcheck_leaves_existing_gradients_alone():
+    x = mg.tensor(np.ones(2), requires_grad=True)
+    x.grad = mg.tensor(np.array([7.0, 7.0]))
+    mg.gradcheck(lambda t: t * t, [x])
+    np.testing.assert_array_equal(x.grad.numpy(), [7.0, 7.0])

@@ -193,3 +193,65 @@ def test_a_backward_with_the_wrong_number_of_gradients_is_reported():
     a, b = mg.tensor([1.0], requires_grad=True), mg.tensor([2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match=r"TwoInputsOneGradient.backward returned 1 gradient\(s\) for 2 input\(s\)"):
         TwoInputsOneGradient()(a, b).sum().backward()
+
+
+# ----- dtypes, sharing and custom Functions (found in review) -----------------------------------
+def test_numbers_never_truncate_integer_tensors():
+    np.testing.assert_allclose((mg.tensor([1, 2]) * 0.5).numpy(), [0.5, 1.0])
+    np.testing.assert_allclose((mg.tensor([4, 9]) ** 0.5).numpy(), [2.0, 3.0])
+
+
+def test_float32_stays_float32_next_to_integers_and_float64_gradients():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    assert (x * mg.tensor([1, 2])).dtype == np.float32
+    assert (x ** mg.tensor(2)).dtype == np.float32
+    (x * 2).backward(np.ones(2))                       # a float64 upstream gradient
+    assert x.grad.dtype == np.float32
+    (x * np.array([2.0, 3.0])).sum().backward()        # a float64 array constant
+    assert x.grad.dtype == np.float32
+
+
+def test_gradients_of_different_tensors_never_share_memory():
+    a, b = mg.tensor([1.0, 2.0], requires_grad=True), mg.tensor([3.0, 4.0], requires_grad=True)
+    upstream = np.ones(2, dtype=np.float32)
+    (a + b).backward(upstream)                         # Add hands the same array to both inputs
+    a.grad.data *= 10
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+    a.grad.data[0] = 99
+    np.testing.assert_array_equal(upstream, [1.0, 1.0])    # nor with the caller's gradient
+
+
+def test_a_backward_may_return_none_for_a_non_leaf_input():
+    class StopGradient(mg.Function):
+        def forward(self, x):
+            return x.copy()
+
+        def backward(self, gy):
+            return None
+
+    x, w = mg.tensor([1.0, 2.0], requires_grad=True), mg.tensor([1.0, 1.0], requires_grad=True)
+    (StopGradient()(x * 2) + w).sum().backward()
+    assert x.grad is None
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
+
+
+def test_a_hook_returning_the_wrong_shape_is_named():
+    x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    hidden = x * 2
+
+    def summing_hook(g):
+        return g.sum()
+    hidden.register_hook(summing_hook)
+    with pytest.raises(RuntimeError, match=r"hook 'summing_hook' returned a gradient of shape \(\) on cpu; the tensor "
+                                           r"it is registered on has shape \(3,\) on cpu"):
+        hidden.sum().backward()
+
+
+def test_a_hook_may_remove_itself():
+    x = mg.tensor([1.0], requires_grad=True)
+    calls = []
+    handles = []
+    handles.append(x.register_hook(lambda g: (calls.append("first"), handles[0].remove())[0]))
+    x.register_hook(lambda g: calls.append("second"))
+    (x * 1).sum().backward()
+    assert calls == ["first", "second"]

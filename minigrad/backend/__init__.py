@@ -105,6 +105,12 @@ def to_numpy(array) -> np.ndarray:
     return cuda_backend().to_numpy(array) if is_cupy(array) else np.array(array, copy=True)
 
 
+def zeros(shape, dtype, device):
+    """An array of zeros on ``device``."""
+    with on_device(device):
+        return (np if parse_device(device).type == "cpu" else cuda_backend().cupy()).zeros(shape, dtype=dtype)
+
+
 def on_device(device):
     """Context that makes ``device`` current when it is a GPU (CuPy allocates and launches on the
     current GPU); a no-op for the CPU."""

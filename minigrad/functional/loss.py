@@ -3,6 +3,7 @@ import numpy as np
 
 from .. import backend
 from ..function import Function
+from .axes import normalize_axis
 
 
 def _log_softmax(x, axis):
@@ -54,7 +55,7 @@ class CrossEntropy(Function):
 
 
 def log_softmax(x, axis=-1):
-    return LogSoftmax(axis)(x)
+    return LogSoftmax(normalize_axis(axis, x.ndim, "log_softmax"))(x)
 
 
 def cross_entropy(logits, targets):

@@ -3,6 +3,8 @@
 Binary ops broadcast like NumPy; their backward sums the gradient back to each
 input's shape (``sum_to_shape``), which is the whole story of broadcasting in autograd.
 """
+import numpy as np
+
 from .. import backend
 from ..function import Function, sum_to_shape
 
@@ -66,7 +68,7 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = a ** b.   ∂y/∂a = b·a^(b−1),  ∂y/∂b = y·ln a  (needs a > 0 where b wants a gradient)."""
+    """y = a ** b.   ∂y/∂a = b·a^(b−1),  ∂y/∂b = y·ln a  (taken as 0 at a = 0, like PyTorch)."""
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -75,8 +77,13 @@ class Pow(Function):
 
     def backward(self, gy):
         xp = backend.xp(gy)
-        ga = sum_to_shape(gy * self.b * self.a ** (self.b - 1), self.a.shape) if self.needs_input_grad[0] else None
-        gb = sum_to_shape(gy * self.y * xp.log(self.a), self.b.shape) if self.needs_input_grad[1] else None
+        a, b = self.a, self.b
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):   # 0^(b−1), log 0: masked out below (CuPy never warns)
+            if self.needs_input_grad[0]:   # d(a^0)/da = 0, even at a = 0 where a^(−1) is infinite
+                ga = sum_to_shape(xp.where(b == 0, 0, gy * b * a ** (b - 1)), a.shape)
+            if self.needs_input_grad[1]:   # at a = 0, b ≥ 0: y is flat in b, so ∂y/∂b = 0, not 0·log 0
+                gb = sum_to_shape(xp.where((a == 0) & (b >= 0), 0, gy * self.y * xp.log(a)), b.shape)
         return ga, gb
 
 
@@ -139,8 +146,13 @@ class MatMul(Function):
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not line up: the last axis of "
                              f"the first ({k_a}) must equal the {'second-to-last' if b.ndim > 1 else 'only'} axis of "
                              f"the second ({k_b})")
+        try:
+            y = a @ b
+        except ValueError:
+            raise ValueError(f"matmul: the batch axes of shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
+                             "broadcast") from None
         self.a, self.b = a, b
-        return a @ b
+        return y
 
     def backward(self, gy):
         xp = backend.xp(gy)

@@ -3,16 +3,7 @@
 The functions at the bottom shadow the builtins sum and max inside this module: do not use those here."""
 from .. import backend
 from ..function import Function
-
-
-def _normalize_axes(axis, ndim: int) -> tuple:
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(a % ndim for a in axes))
+from .axes import normalize_axes
 
 
 def _spread(gy, x_shape, axes, keepdims):
@@ -30,7 +21,7 @@ class Sum(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x):
-        self.x_shape, self.axes = x.shape, _normalize_axes(self.axis, x.ndim)
+        self.x_shape, self.axes = x.shape, normalize_axes(self.axis, x.ndim, self.name.lower())
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
@@ -44,7 +35,7 @@ class Mean(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x):
-        self.x_shape, self.axes = x.shape, _normalize_axes(self.axis, x.ndim)
+        self.x_shape, self.axes = x.shape, normalize_axes(self.axis, x.ndim, self.name.lower())
         y = x.mean(axis=self.axes, keepdims=self.keepdims)
         self.n = x.size // y.size if y.size else 1
         return y
@@ -63,7 +54,7 @@ class Max(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x):
-        self.x_shape, self.axes = x.shape, _normalize_axes(self.axis, x.ndim)
+        self.x_shape, self.axes = x.shape, normalize_axes(self.axis, x.ndim, self.name.lower())
         y = x.max(axis=self.axes, keepdims=True)
         is_max = (x == y).astype(x.dtype)
         self.share = is_max / is_max.sum(axis=self.axes, keepdims=True)  # 1/(number of ties) at a maximum, else 0

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import backend
 from ..function import Function
+from .axes import normalize_axis
 
 
 class Reshape(Function):
@@ -34,7 +35,8 @@ class Transpose(Function):
         self.axes = axes
 
     def forward(self, x):
-        axes = tuple(range(x.ndim))[::-1] if self.axes is None else tuple(a % x.ndim for a in self.axes)
+        axes = tuple(range(x.ndim))[::-1] if self.axes is None else tuple(normalize_axis(a, x.ndim, "transpose")
+                                                                          for a in self.axes)
         if sorted(axes) != list(range(x.ndim)):
             raise ValueError(f"transpose: axes {self.axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
         self.inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
@@ -78,7 +80,9 @@ class Concatenate(Function):
         self.axis = axis
 
     def forward(self, *xs):
-        axis = self.axis % xs[0].ndim
+        if xs[0].ndim == 0:
+            raise ValueError("concatenate: cannot join 0-d tensors (they have no axis); reshape them to (1,) first")
+        axis = self.axis = normalize_axis(self.axis, xs[0].ndim, "concatenate")
         others = [tuple(s for i, s in enumerate(x.shape) if i != axis) for x in xs]
         if any(x.ndim != xs[0].ndim for x in xs) or len(set(others)) > 1:
             raise ValueError(f"concatenate: inputs must have the same shape except along axis {self.axis}, "
@@ -97,6 +101,7 @@ class Split(Function):
         self.sizes, self.axis = list(sizes), axis
 
     def forward(self, x):
+        self.axis = normalize_axis(self.axis, x.ndim, "split")
         if sum(self.sizes) != x.shape[self.axis]:
             raise ValueError(f"split: sizes {self.sizes} add up to {sum(self.sizes)}, but axis {self.axis} of "
                              f"shape {tuple(x.shape)} has {x.shape[self.axis]} elements")
@@ -137,7 +142,11 @@ def transpose(x, *axes):
 
 def flatten(x, start_axis=0, end_axis=-1):
     """Merge axes start_axis..end_axis into one: flatten((N, C, H, W), 1) -> (N, C·H·W)."""
-    start, end = start_axis % max(x.ndim, 1), end_axis % max(x.ndim, 1)
+    if x.ndim == 0:
+        return Reshape((1,))(x)
+    start, end = normalize_axis(start_axis, x.ndim, "flatten"), normalize_axis(end_axis, x.ndim, "flatten")
+    if start > end:
+        raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis} for shape {x.shape}")
     return Reshape(x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])(x)
 
 
@@ -154,6 +163,10 @@ def getitem(x, index):
 
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis (``torch.cat``)."""
+    from ..tensor import Tensor
+
+    if isinstance(tensors, Tensor) or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError("concatenate: expected a list or tuple of Tensors, e.g. mg.cat([a, b], axis=1)")
     if len(tensors) == 0:
         raise ValueError("concatenate: needs at least one tensor")
     return Concatenate(axis)(*tensors)
@@ -166,7 +179,7 @@ def split(x, split_size_or_sections, axis=0):
     """Cut x along ``axis`` (``torch.split``): an int gives pieces of that size (the last may be smaller),
     a list gives the size of each piece."""
     if isinstance(split_size_or_sections, int):
-        n, size = x.shape[axis], split_size_or_sections
+        n, size = x.shape[normalize_axis(axis, x.ndim, "split")], split_size_or_sections
         if size <= 0:
             raise ValueError(f"split: piece size must be positive, got {size}")
         sections = [size] * (n // size) + ([n % size] if n % size else [])
