@@ -124,3 +124,13 @@ def test_layers_match_their_functions():
     np.testing.assert_array_equal(nn.MaxPool2d(3, 2)(x).numpy(), F.max_pool2d(x, 3, 2).numpy())
     assert nn.Flatten()(x).shape == (2, 4 * 49)
     assert conv.bias.numpy().sum() == 0 and conv.weight.shape == (6, 2, 3, 3)
+
+
+def test_to_casts_parameters_and_gradients():
+    net = TinyNet()
+    net(mg.randn(2, 3, 4, 4)).sum().backward()
+    net.to(dtype=mg.float64)
+    assert all(p.dtype == np.float64 and p.grad.dtype == np.float64 for p in net.parameters())
+    assert net(mg.randn(2, 3, 4, 4, dtype=mg.float64)).dtype == np.float64
+    net.to("cpu")
+    assert all(str(p.device) == "cpu" for p in net.parameters())

@@ -36,6 +36,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_hooks", [])
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -53,10 +54,25 @@ class Module:
 
     def __call__(self, *inputs):
         try:
-            return self.forward(*inputs)
+            output = self.forward(*inputs)
         except (ValueError, TypeError, RuntimeError) as err:
             _name_the_layer(err, self)
             raise
+        for hook in list(self._forward_hooks):
+            replaced = hook(self, inputs, output)
+            if replaced is not None:
+                output = replaced
+        return output
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, inputs, output)`` after every forward; a returned value replaces the output.
+
+        Returns a handle whose ``remove()`` unregisters the hook.  (minigrad.trace builds on this.)
+        """
+        from ..tensor import HookHandle
+
+        self._forward_hooks.append(hook)
+        return HookHandle(self._forward_hooks, hook)
 
     # ----- the tree of modules and parameters --------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -96,12 +112,17 @@ class Module:
         """Evaluation mode (dropout off): ``train(False)``."""
         return self.train(False)
 
-    def to(self, device) -> Module:
-        """Move every parameter (and its gradient) to ``device``, in place; returns the module."""
+    def to(self, device=None, dtype=None) -> Module:
+        """Move every parameter (and its gradient) to ``device`` and/or cast it to ``dtype``, in place.
+
+        ``model.to("cuda")``, ``model.to(dtype=mg.float64)`` (what gradient checks want); returns the module.
+        """
         for param in self.parameters():
-            param.data = backend.to_device(param.data, device)
-            if param.grad is not None:
-                param.grad = Tensor(backend.to_device(param.grad.data, device))
+            for tensor in (param, param.grad):
+                if tensor is None:
+                    continue
+                data = tensor.data if device is None else backend.to_device(tensor.data, device)
+                tensor.data = data if dtype is None else data.astype(dtype, copy=False)
         return self
 
     def zero_grad(self) -> None:
@@ -166,6 +187,24 @@ def _name_the_layer(err: Exception, module: Module) -> None:
     where = ".".join(err._minigrad_path)
     layer = f"{where} ({err._minigrad_layer})" if where else err._minigrad_layer
     err.args = (f"{layer}: {err._minigrad_message}",)
+
+
+class ModuleList(Module):
+    """A list of modules, registered under the names 0, 1, 2, ... (AlexNet's towers)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for i, module in enumerate(modules):
+            setattr(self, str(i), module)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self.children())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(list(self.children()))
 
 
 class Sequential(Module):
