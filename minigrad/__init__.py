@@ -5,7 +5,7 @@
     x = mg.tensor([[1.0, 2.0]], requires_grad=True)
     loss = F.relu(x @ w).sum(); loss.backward(); x.grad
 """
-from . import functional, nn, optim
+from . import functional, nn, optim, viz
 from .backend import Device, manual_seed
 from .backend import parse_device as device
 from .creation import ones, randn, zeros
@@ -16,7 +16,7 @@ from .serialization import load, save
 from .tensor import Tensor, float32, float64, tensor
 
 __all__ = ["Device", "Function", "GradcheckError", "Tensor", "cat", "concatenate", "device", "float32", "float64",
-           "functional", "gradcheck", "load", "nn", "optim", "save", "is_grad_enabled", "manual_seed", "no_grad", "ones", "randn", "split",
+           "functional", "gradcheck", "load", "nn", "optim", "save", "viz", "is_grad_enabled", "manual_seed", "no_grad", "ones", "randn", "split",
            "tensor", "zeros"]
 
 __version__ = "0.1.0"

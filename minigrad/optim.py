@@ -21,7 +21,7 @@ class SGD:
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
-        self.params = list(params)
+        self.params = list({id(p): p for p in params}.values())   # a parameter given twice is updated once
         if not self.params:
             raise ValueError("SGD: got no parameters to optimise")
         if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -31,13 +32,24 @@ def save(obj: dict, path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)     # mkstemp makes 0600; a checkpoint gets the usual permissions
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _write_npz(file, arrays: dict) -> None:
+    """The .npz format (a zip of .npy files) written entry by entry, never pickling anything."""
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
 
 
 def load(path, device="cpu") -> dict:
@@ -74,7 +86,11 @@ def _flatten(obj: dict, prefix: str, arrays: dict, plain: dict) -> None:
         if isinstance(value, np.generic):   # a NumPy number is stored as a plain number
             value = value.item()
         if isinstance(value, Tensor) or hasattr(value, "__array_interface__") or backend.is_cupy(value):
-            arrays[name] = backend.to_numpy(value.data if isinstance(value, Tensor) else value)
+            array = backend.to_numpy(value.data if isinstance(value, Tensor) else value)
+            if array.dtype.hasobject:
+                raise TypeError(f"mg.save: the array at '{name}' holds Python objects, which only pickle could "
+                                "store; use numbers or strings")
+            arrays[name] = array
         elif isinstance(value, dict):
             plain[key] = {}
             _flatten(value, name + "/", arrays, plain[key])

@@ -20,8 +20,6 @@ Input 3×227×227: the paper says 224, but only 227 makes conv1's arithmetic exa
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 import minigrad as mg
@@ -162,9 +160,13 @@ class AlexNet(nn.Module):
         return self.fc8(both)
 
     # ----- description ---------------------------------------------------------------------------
-    def layer_table(self) -> list[dict]:
-        """One row per layer and tower, in execution order: what summary() prints (and tests check)."""
-        rows, s, w, towers = [], self.sizes, self.widths, self.n_towers
+    def layer_table(self, input_size: int | None = None) -> list[dict]:
+        """One row per layer and tower, in execution order: what summary() prints (and tests check).
+
+        input_size: describe the same architecture at another input size (fc6 then has other inputs).
+        """
+        rows, w, towers = [], self.widths, self.n_towers
+        s = self.sizes if input_size in (None, self.input_size) else self._spatial_sizes(input_size)
 
         def conv(name, t, sees, c_in, c_out, k, stride, pad):
             hw = s[name]
@@ -203,9 +205,8 @@ class AlexNet(nn.Module):
 
     def summary(self, input_size: int | None = None) -> str:
         """Print (and return) the per-layer table: shapes, parameters and multiply-accumulates."""
-        model = self if input_size in (None, self.input_size) else AlexNet(
-            self.num_classes, self.n_towers, self.width, input_size, init="he")
-        rows = model.layer_table()
+        input_size = input_size or self.input_size
+        rows = self.layer_table(input_size)
         header = ("layer", "tower", "sees", "filters/units", "kernel/stride/pad", "output (C×H×W)", "parameters", "MACs")
         lines = [header]
         for r in rows:
@@ -216,8 +217,8 @@ class AlexNet(nn.Module):
         lines.append(("total", "", "", "", "", "", f"{params:,}", f"{macs:,}"))
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         right = {3, 6, 7}
-        text = [f"AlexNet: {model.n_towers} tower(s), width {model.width}, input 3×{model.input_size}×{model.input_size}, "
-                f"{model.num_classes} classes, init '{model.init_name}'"]
+        text = [f"AlexNet: {self.n_towers} tower(s), width {self.width}, input 3×{input_size}×{input_size}, "
+                f"{self.num_classes} classes, init '{self.init_name}'"]
         for i, line in enumerate(lines):
             if i == len(lines) - 1:
                 text.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
@@ -262,6 +263,3 @@ def from_grouped(grouped: dict, towers: int = 2) -> dict[str, np.ndarray]:
     state["fc8.weight"], state["fc8.bias"] = np.asarray(grouped["fc8.weight"]), np.asarray(grouped["fc8.bias"])
     return state
 
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())

@@ -42,12 +42,16 @@ def test_tower_names_are_visible(alexnet):
 
 
 def test_every_intermediate_shape_at_227(alexnet):
-    seen = {}
+    seen, handles = {}, []
     for name, module in alexnet.named_modules():
         if name.startswith("towers.0.") or name == "fc8":
-            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name.split(".")[-1], o.shape[1:]))
+            handles.append(module.register_forward_hook(
+                lambda m, i, o, name=name: seen.__setitem__(name.split(".")[-1], o.shape[1:])))
     with mg.no_grad():
         logits = alexnet.eval()(mg.randn(1, 3, 227, 227))
+    for handle in handles:
+        handle.remove()
+    alexnet.train()
     assert logits.shape == (1, 1000)
     expected = {"conv1": (48, 55, 55), "pool1": (48, 27, 27), "conv2": (128, 27, 27), "pool2": (128, 13, 13),
                 "conv3": (192, 13, 13), "conv4": (192, 13, 13), "conv5": (128, 13, 13), "pool5": (128, 6, 6),
@@ -111,9 +115,10 @@ def test_grouped_layout_round_trip(alexnet):
         np.testing.assert_array_equal(back[k], state[k].numpy())
 
 
-def test_tower_isolation(alexnet):
+def test_tower_isolation():
     """Perturbing tower 0's conv2 input never changes tower 1's conv2 output (and does change tower 0's)."""
-    model = alexnet.eval()
+    mg.manual_seed(3)
+    model = AlexNet(width=0.5).eval()
     outputs = {}
     model.towers[0].conv2.register_forward_hook(lambda m, i, o: outputs.__setitem__("conv2.0", o.numpy()))
     model.towers[1].conv2.register_forward_hook(lambda m, i, o: outputs.__setitem__("conv2.1", o.numpy()))
@@ -126,6 +131,20 @@ def test_tower_isolation(alexnet):
         handle.remove()
     assert not np.allclose(outputs["conv2.0"], clean["conv2.0"])
     np.testing.assert_array_equal(outputs["conv2.1"], clean["conv2.1"])
+
+
+def test_an_error_inside_a_tower_names_the_path():
+    model = AlexNet(width=0.25, input_size=67, num_classes=10)
+    model.towers[0].conv2.weight = mg.nn.Parameter(np.zeros((32, 13, 5, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^towers\.0\.conv2 \(Conv2d\(12, 32, .*\)\): conv2d: expected input of "
+                                         r"shape \(N, 13, H, W\)"):
+        model(mg.zeros(1, 3, 67, 67))
+
+
+def test_summary_at_another_input_size_keeps_the_model_settings(alexnet):
+    text = AlexNet(width=0.25, init="paper").summary(input_size=99)
+    assert "input 3×99×99" in text and "init 'paper'" in text
+    assert "32×2×2" in text          # pool5 of one tower at 99: 256·0.25/2 = 32 filters, 2×2
 
 
 def test_dropout_only_in_training_mode():

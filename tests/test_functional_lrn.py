@@ -50,10 +50,13 @@ def test_lrn_at_alexnet_conv1_shape_matches_torch_in_float32(device):
     check_against_torch(lambda t: F.local_response_norm(t), torch_lrn, [a], device, rtol=1e-5, atol=1e-6)
 
 
-def test_lrn_with_paper_constants_barely_changes_small_activations():
-    # k = 2 dominates: b ≈ a / 2^0.75 when α·Σa² is tiny.
-    a = mg.tensor(np.full((1, 8, 1, 1), 0.01))
-    np.testing.assert_allclose(F.local_response_norm(a).numpy(), 0.01 / 2 ** 0.75, rtol=1e-6)
+def test_lrn_with_the_papers_constants_at_the_scale_of_real_activations():
+    # Activations of a few tens (as after conv1 on raw pixels) make α·Σa² comparable to k = 2,
+    # so a wrong α (e.g. PyTorch's α/n) or a wrong window shows far above the tolerance.
+    a = array(3, (2, 16, 4, 4)) * 30
+    np.testing.assert_allclose(F.local_response_norm(mg.tensor(a)).numpy(), paper_lrn(a, 5, 1e-4, 0.75, 2.0), rtol=1e-12)
+    wrong_alpha = paper_lrn(a, 5, 1e-4 / 5, 0.75, 2.0)
+    assert np.abs(F.local_response_norm(mg.tensor(a)).numpy() - wrong_alpha).max() > 0.1
 
 
 def test_lrn_bad_input_messages():

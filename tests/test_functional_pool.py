@@ -72,3 +72,10 @@ def test_max_pool2d_bad_input_messages():
         F.max_pool2d(mg.zeros(1, 1, 5, 5), 3, 2, 2)
     with pytest.raises(ValueError, match="max_pool2d: kernel 3 does not fit input width 2 with padding 0"):
         F.max_pool2d(mg.zeros(1, 1, 5, 2), 3)
+
+
+def test_a_nan_wins_its_window_as_in_pytorch():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 1] = np.nan
+    y = F.max_pool2d(mg.tensor(x), 2).numpy()[0, 0]
+    assert np.isnan(y[0, 0]) and y[0, 1] == 7 and y[1, 1] == 15

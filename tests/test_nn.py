@@ -132,5 +132,37 @@ def test_to_casts_parameters_and_gradients():
     net.to(dtype=mg.float64)
     assert all(p.dtype == np.float64 and p.grad.dtype == np.float64 for p in net.parameters())
     assert net(mg.randn(2, 3, 4, 4, dtype=mg.float64)).dtype == np.float64
-    net.to("cpu")
-    assert all(str(p.device) == "cpu" for p in net.parameters())
+
+
+def test_a_shared_parameter_is_listed_and_updated_once():
+    shared = nn.Linear(2, 2)
+    net = nn.Sequential(shared, nn.ReLU(), shared)
+    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias"]
+    before = shared.weight.numpy()
+    shared.weight.grad = mg.tensor(np.ones((2, 2), dtype=np.float32))
+    mg.optim.SGD(list(net.parameters()) + [shared.weight], lr=0.1, momentum=0.0, weight_decay=0.0).step()
+    np.testing.assert_allclose(shared.weight.numpy(), before - 0.1, rtol=1e-6)
+
+
+def test_reassigning_a_child_keeps_its_place():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    seq[0].weight.data[...] = 0
+    setattr(seq, "0", nn.Linear(2, 3))
+    assert [name for name, _ in seq.named_children()] == ["0", "1", "2"]
+    assert seq(mg.ones(4, 2)).shape == (4, 1)
+
+
+def test_parameters_cannot_be_replaced_by_plain_tensors_and_del_unregisters():
+    layer = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"Linear.weight is a Parameter; assign a Parameter"):
+        layer.weight = mg.randn(2, 2, requires_grad=True)
+    del layer.bias
+    assert [n for n, _ in layer.named_parameters()] == ["weight"]
+    net = TinyNet()
+    del net.classifier
+    assert all(not n.startswith("classifier") for n, _ in net.named_parameters())
+
+
+def test_numpy_integers_are_fine_as_kernel_settings():
+    y = F.conv2d(mg.zeros(1, 1, 5, 5), mg.zeros(1, 1, 3, 3), stride=np.int64(2), padding=np.int32(1))
+    assert y.shape == (1, 1, 3, 3)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from minigrad import serialization
 
 
 def sample_checkpoint():
@@ -57,10 +58,10 @@ def test_a_write_that_dies_halfway_leaves_the_old_file_intact(tmp_path, monkeypa
     path = tmp_path / "ck.npz"
     mg.save({"epoch": 1, "w": np.ones(3)}, path)
 
-    def dying_savez(file, **arrays):
+    def dying_write(file, arrays):
         file.write(b"PK\x03\x04 half a zip")
         raise KeyboardInterrupt   # e.g. Ctrl-C in the middle of writing
-    monkeypatch.setattr(np, "savez", dying_savez)
+    monkeypatch.setattr(serialization, "_write_npz", dying_write)
     with pytest.raises(KeyboardInterrupt):
         mg.save({"epoch": 2, "w": np.zeros(3)}, path)
     monkeypatch.undo()
@@ -73,3 +74,27 @@ def test_values_that_cannot_be_stored_are_named(tmp_path):
         mg.save({"a": {"b": object()}}, tmp_path / "x.npz")
     with pytest.raises(ValueError, match="mg.save: keys must be strings without '/'"):
         mg.save({"a/b": 1}, tmp_path / "x.npz")
+
+
+def test_object_arrays_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(TypeError, match="mg.save: the array at 'x' holds Python objects"):
+        mg.save({"x": np.array([{"a": 1}], dtype=object)}, tmp_path / "x.npz")
+    assert not list(tmp_path.iterdir())
+
+
+def test_any_key_name_round_trips(tmp_path):
+    # names that np.savez would take as its own arguments
+    saved = {"allow_pickle": np.arange(3.0), "file": np.ones(2), "args": {"kwds": np.zeros(1)}}
+    mg.save(saved, tmp_path / "x.npz")
+    loaded = mg.load(tmp_path / "x.npz")
+    np.testing.assert_array_equal(loaded["allow_pickle"].numpy(), np.arange(3.0))
+    np.testing.assert_array_equal(loaded["args"]["kwds"].numpy(), np.zeros(1))
+
+
+def test_checkpoints_get_the_usual_file_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        mg.save({"a": 1}, tmp_path / "x.npz")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "x.npz").stat().st_mode & 0o777 == 0o644

@@ -61,6 +61,7 @@ def max_pool_forward(x, kernel, stride, padding, out_hw):
 
     argmax holds the window-local offset i·kw + j of the maximum.  Offsets are visited in
     row-major order and only a strictly larger value takes over, so ties go to the first.
+    A NaN in a window wins (the output is NaN, as in PyTorch): a diverging network must not look healthy.
     """
     kh, kw = kernel
     x = _pad_hw(x, padding, value=-np.inf)
@@ -69,7 +70,7 @@ def max_pool_forward(x, kernel, stride, padding, out_hw):
     for i in range(kh):
         for j in range(kw):
             values = _offset(x, i, j, stride, out_hw)
-            larger = values > y
+            larger = (values > y) | (np.isnan(values) & ~np.isnan(y))
             np.copyto(y, values, where=larger)
             np.copyto(argmax, i * kw + j, where=larger)
     return y, argmax

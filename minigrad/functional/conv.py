@@ -1,13 +1,18 @@
 """2-D convolution by im2col, with groups (Krizhevsky et al. 2012: every conv layer; groups=2 is the
 two-GPU split of conv2, conv4 and conv5)."""
+import operator
+
 from .. import backend
 from ..function import Function
 
 
 def pair(value, name: str) -> tuple:
-    """3 -> (3, 3); (3, 5) stays.  For kernel sizes, strides and paddings."""
-    result = (value, value) if isinstance(value, int) else tuple(value)
-    if len(result) != 2 or not all(isinstance(v, int) for v in result):
+    """3 -> (3, 3); (3, 5) stays.  For kernel sizes, strides and paddings (NumPy integers are fine)."""
+    try:
+        result = (operator.index(value),) * 2 if not isinstance(value, (tuple, list)) else tuple(map(operator.index, value))
+    except TypeError:
+        result = ()
+    if len(result) != 2:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     return result
 

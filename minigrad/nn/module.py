@@ -41,13 +41,20 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
+        if name in self._parameters and isinstance(value, Tensor) and not isinstance(value, Parameter):
+            raise TypeError(f"{type(self).__name__}.{name} is a Parameter; assign a Parameter (mg.nn.Parameter(...)), "
+                            "or change its data in place with .data")
+        for registry, kind in ((self._parameters, Parameter), (self._modules, Module)):
+            if isinstance(value, kind):
+                registry[name] = value       # a new name goes last; a reassigned one keeps its place
+            else:
+                registry.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
-        object.__setattr__(self, name, value)
+        object.__delattr__(self, name)
 
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
@@ -82,20 +89,32 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module and everything inside it; a module used twice is listed once."""
+        seen = set() if _seen is None else _seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
         yield prefix, self
         for name, child in self.named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) for every parameter in the tree, e.g. ('features.0.weight', ...)."""
+        """(dotted name, parameter) for every parameter in the tree, e.g. ('features.0.weight', ...).
+
+        A parameter shared by two layers (tied weights) is listed once, under its first name, so that
+        an optimizer updates it once.
+        """
+        seen = set()
         for prefix, module in self.named_modules():
             for name, param in module._parameters.items():
-                yield (f"{prefix}.{name}" if prefix else name), param
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    yield (f"{prefix}.{name}" if prefix else name), param
 
     def parameters(self) -> Iterator[Parameter]:
         for _, param in self.named_parameters():
@@ -173,19 +192,18 @@ class Module:
 def _name_the_layer(err: Exception, module: Module) -> None:
     """Put the failing layer into an error's message as it travels out through the modules.
 
-    The innermost module adds its description; each module it passes through on the way out
-    adds the attribute name of the child it came from, so the message ends up as
+    The innermost module records itself; every module the error passes on the way out looks that
+    layer up among its own descendants and rewrites the message with the dotted path from itself,
+    so the outermost module's view wins:
     'towers.0.conv2 (Conv2d(48, 128, ...)): conv2d: expected input of shape (N, 48, H, W) ..., got ...'.
     """
     if not hasattr(err, "_minigrad_layer"):
-        err._minigrad_layer, err._minigrad_path, err._minigrad_message = repr(module), [], str(err)
-    else:
-        child_names = [name for name, child in module.named_children() if child is err._minigrad_from]
-        if child_names:
-            err._minigrad_path.insert(0, child_names[0])
-    err._minigrad_from = module
-    where = ".".join(err._minigrad_path)
-    layer = f"{where} ({err._minigrad_layer})" if where else err._minigrad_layer
+        err._minigrad_layer, err._minigrad_message, err._minigrad_path = module, str(err), ""
+    path = next((name for name, m in module.named_modules() if m is err._minigrad_layer), None)
+    if path is None:   # the error came from elsewhere (raised again through another network): keep what it says
+        return
+    err._minigrad_path = path
+    layer = f"{path} ({err._minigrad_layer!r})" if path else repr(err._minigrad_layer)
     err.args = (f"{layer}: {err._minigrad_message}",)
 
 

@@ -1,0 +1,85 @@
+"""The paper's image preprocessing (Krizhevsky et al. 2012, §2 and §4.1), one small function per step.
+
+Images are NumPy arrays of shape (H, W, 3), uint8 as decoded or float32 in [0, 1] once scaled; the
+network gets (3, H, W) float32.  ``Preprocess`` chains them:
+training:    scale to [0, 1] → subtract the mean → random crop → maybe flip → PCA colour noise → ÷ std → CHW
+evaluation:  scale to [0, 1] → subtract the mean → centre crop (or the ten crops) → ÷ std → CHW
+The mean is subtracted before cropping, as in the paper, so that a per-pixel mean image (256×256) fits.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    """Scale so that the shorter side is ``size`` (paper: 256), keeping the aspect ratio.
+
+    For JPEGs, ``draft`` lets the decoder skip detail it would throw away (it decodes at 1/2, 1/4 or
+    1/8 scale), which makes large photos several times cheaper to load.
+    """
+    w, h = image.size
+    scale = size / min(w, h)
+    target = (max(size, round(w * scale)), max(size, round(h * scale)))
+    if image.format == "JPEG" and scale < 0.5:
+        image.draft("RGB", target)   # may decode smaller, never smaller than target
+    image = image.convert("RGB")
+    return image if image.size == target else image.resize(target, Image.BILINEAR)
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central size×size window of an (H, W, C) image (paper: the central 256×256 patch)."""
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A size×size window at a uniformly random position (paper: 224 of 256; here 227)."""
+    h, w = image.shape[:2]
+    top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    return image[top:top + size, left:left + size]
+
+
+def horizontal_flip(image: np.ndarray) -> np.ndarray:
+    """Mirror left–right."""
+    return image[:, ::-1]
+
+
+def ten_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
+    """The paper's test-time crops: four corners and the centre, and each of them mirrored (10 in all)."""
+    h, w = image.shape[:2]
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
+    crops = [image[t:t + size, l:l + size] for t, l in corners] + [center_crop(image, size)]
+    return crops + [horizontal_flip(c) for c in crops]
+
+
+def rgb_pca(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues λ (descending) and eigenvectors p (columns) of the 3×3 covariance of RGB pixel values.
+
+    pixels: (..., 3), values in [0, 1].  Computed once from a sample of the training set.
+    """
+    flat = pixels.reshape(-1, 3).astype(np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(flat, rowvar=False))
+    order = eigenvalues.argsort()[::-1]
+    return eigenvalues[order].astype(np.float32), eigenvectors[:, order].astype(np.float32)
+
+
+def pca_colour_noise(image: np.ndarray, eigenvalues, eigenvectors, rng: np.random.Generator, std: float = 0.1):
+    """Add [p₁ p₂ p₃]·[α₁λ₁, α₂λ₂, α₃λ₃]ᵀ to every pixel, αᵢ ~ N(0, std²) drawn once per image (paper §4.1).
+
+    Shifts the image's colour along the principal axes of natural colour variation, which makes the
+    network less sensitive to illumination.  image: float (H, W, 3) in [0, 1].
+    """
+    alpha = rng.normal(0.0, std, 3).astype(np.float32)
+    return image + eigenvectors @ (alpha * eigenvalues)
+
+
+def to_chw(image: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Divide by the per-channel std and reorder HWC -> CHW, float32 and contiguous (what conv1 wants)."""
+    return np.ascontiguousarray((image / std).transpose(2, 0, 1), dtype=np.float32)
+
+
+def to_unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return image.astype(np.float32) / 255.0
