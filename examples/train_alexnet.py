@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 import minigrad as mg  # noqa: E402
 import minigrad.functional as F  # noqa: E402
 from minigrad import backend  # noqa: E402
-from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, default_workers,  # noqa: E402
-                           image_statistics, make_builtin_dataset)
+from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, UnreadableImage,  # noqa: E402
+                           default_workers, image_statistics, make_builtin_dataset)
 from models.alexnet import AlexNet  # noqa: E402
 
 # Settings that depend on the preset; a flag given on the command line wins.
 PRESETS = {
-    "cpu": dict(width=0.25, input_size=67, batch_size=64, epochs=12, lr=0.02),     # small, same architecture
+    "cpu": dict(width=0.25, input_size=67, batch_size=64, epochs=20, lr=0.02),     # small, same architecture
     "full": dict(width=1.0, input_size=227, batch_size=128, epochs=90, lr=0.01),   # the paper's network
     "tiny": dict(width=0.125, input_size=67, batch_size=32, epochs=2, lr=0.02),    # seconds; for tests
 }
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--preset", choices=sorted(PRESETS), help="cpu: width 0.25 at 67×67 (default on a CPU); "
                                                              "full: the paper's network at 227×227 (default on a GPU); "
                                                              "tiny: a seconds-long run for tests")
-    p.add_argument("--epochs", type=int, help="epochs to train in all (cpu 12, full 90)")
+    p.add_argument("--epochs", type=int, help="epochs to train in all (cpu 20, full 90)")
     p.add_argument("--batch-size", type=int, help="images per step (cpu 64, full 128 as in the paper)")
     p.add_argument("--lr", type=float, help="initial learning rate ε (paper: 0.01)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
@@ -87,7 +87,13 @@ def choose_device(name: str) -> str:
     if name != "auto":
         backend.parse_device(name)   # a clear error now rather than in the first layer
         return name
-    return "cuda" if backend.cuda_available() else "cpu"
+    if not backend.cuda_available():
+        return "cpu"
+    if not backend.cuda_backend().HAS_CNN_KERNELS:
+        print("CuPy sees a GPU, but minigrad's CUDA kernels for conv, max-pool and LRN are not written yet: "
+              "training on the CPU")
+        return "cpu"
+    return "cuda"
 
 
 def settings_from(args, device: str, saved: dict | None = None) -> dict:
@@ -270,7 +276,9 @@ def train(args) -> int:
         schedule.load_state_dict(resumed["schedule"])
         history, epoch, next_batch = resumed["history"], resumed["epoch"], resumed["next_batch"]
         best_error = resumed["best_val_error"]
-        print(f"resumed from {args.resume}: epoch {epoch + 1}, batch {next_batch}")
+        if args.lr is not None:        # e.g. after a diverged run: continue with a lower learning rate
+            optimizer.lr = args.lr
+        print(f"resumed from {args.resume}: epoch {epoch + 1}, batch {next_batch}, learning rate {optimizer.lr:g}")
     args.out.mkdir(parents=True, exist_ok=True)
     last, best = args.out / "last.npz", args.out / "best.npz"
 
@@ -378,7 +386,12 @@ def evaluate_only(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return evaluate_only(args) if args.eval_only else train(args)
+    try:
+        return evaluate_only(args) if args.eval_only else train(args)
+    except UnreadableImage as err:   # only with --strict
+        print(f"error: unreadable image {err.path} ({err.reason}); without --strict it would be skipped",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,230 @@
+"""minigrad.data: transforms, ImageFolder (with broken files), the cache, the loader and the built-in dataset."""
+import io
+import json
+import multiprocessing
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, UnreadableImage, image_statistics,
+                           make_builtin_dataset, transforms as T)
+
+
+# ----- transforms ------------------------------------------------------------------------------------
+def test_resize_shorter_side_keeps_the_aspect_ratio_and_uses_jpeg_draft():
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 400), (10, 200, 30)).save(buffer, "JPEG")
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    resized = T.resize_shorter_side(image, 100)
+    assert resized.size == (200, 100)
+    draft = Image.open(io.BytesIO(buffer.getvalue()))
+    draft.draft("RGB", (200, 100))
+    assert draft.size == (200, 100)          # the decoder really can skip 3/4 of the work here
+
+
+def test_center_crop_and_ten_crops_geometry():
+    image = np.arange(8 * 10).reshape(8, 10, 1)
+    np.testing.assert_array_equal(T.center_crop(image, 4), image[2:6, 3:7])
+    crops = T.ten_crops(image, 4)
+    assert len(crops) == 10 and all(c.shape == (4, 4, 1) for c in crops)
+    corners = [image[:4, :4], image[:4, 6:], image[4:, :4], image[4:, 6:], image[2:6, 3:7]]
+    for crop, expected in zip(crops, corners + [c[:, ::-1] for c in corners]):
+        np.testing.assert_array_equal(crop, expected)
+
+
+def test_random_crops_stay_inside_and_reach_every_position():
+    image = np.arange(6 * 6).reshape(6, 6, 1)
+    rng = np.random.default_rng(0)
+    corners = set()
+    for _ in range(400):
+        crop = T.random_crop(image, 4, rng)
+        top, left = divmod(int(crop[0, 0, 0]), 6)
+        assert crop.shape == (4, 4, 1)
+        np.testing.assert_array_equal(crop, image[top:top + 4, left:left + 4])
+        corners.add((top, left))
+    assert corners == {(t, l) for t in range(3) for l in range(3)}
+
+
+def test_flip_mirrors_left_and_right():
+    image = np.arange(6).reshape(1, 6, 1)
+    np.testing.assert_array_equal(T.horizontal_flip(image)[0, :, 0], [5, 4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(T.horizontal_flip(T.horizontal_flip(image)), image)
+
+
+def test_pca_colour_noise_has_the_papers_statistics():
+    rng = np.random.default_rng(0)
+    pixels = rng.multivariate_normal([0.5, 0.4, 0.3], [[0.04, 0.02, 0.01], [0.02, 0.03, 0.01], [0.01, 0.01, 0.02]], 20000)
+    eigenvalues, eigenvectors = T.rgb_pca(pixels)
+    np.testing.assert_allclose(eigenvectors @ np.diag(eigenvalues) @ eigenvectors.T, np.cov(pixels.T), atol=2e-3)
+    assert (np.diff(eigenvalues) <= 0).all()
+    image = np.zeros((2, 2, 3), np.float32)
+    shifts = np.array([T.pca_colour_noise(image, eigenvalues, eigenvectors, rng)[0, 0] for _ in range(20000)])
+    noisy = T.pca_colour_noise(image, eigenvalues, eigenvectors, rng)
+    assert np.allclose(noisy, noisy[0, 0])                        # one shift for the whole image
+    # shift = P·(α ⊙ λ), α ~ N(0, 0.1²)  =>  covariance P·diag(0.01·λ²)·Pᵀ
+    expected = eigenvectors @ np.diag(0.01 * eigenvalues ** 2) @ eigenvectors.T
+    np.testing.assert_allclose(np.cov(shifts.T), expected, rtol=0.1, atol=1e-7)
+    assert np.abs(shifts.mean(axis=0)).max() < 3e-4
+
+
+def test_preprocess_modes():
+    image = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    mean, std = np.array([0.5, 0.5, 0.5], np.float32), np.array([0.25, 0.25, 0.25], np.float32)
+    centre = Preprocess(16, mean, std, "eval")(image, None)
+    assert centre.shape == (3, 16, 16) and centre.dtype == np.float32
+    np.testing.assert_allclose(centre[:, 0, 0], (image[2, 2] / 255 - 0.5) / 0.25, rtol=1e-6)
+    assert Preprocess(16, mean, std, "ten-crop")(image, None).shape == (10, 3, 16, 16)
+    a = Preprocess(16, mean, std, "train")(image, np.random.default_rng(5))
+    b = Preprocess(16, mean, std, "train")(image, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+
+
+# ----- a tiny image tree with a PNG, a corrupt JPEG and a text file ------------------------------------
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (root / label).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(root / label / f"{i}.jpg")
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(root / "dogs" / "extra.png")
+    data = (root / "cats" / "0.jpg").read_bytes()
+    (root / "cats" / "broken.jpg").write_bytes(data[: len(data) // 3])       # truncated
+    (root / "dogs" / "notes.txt").write_text("not an image")
+    (root / "dogs" / ".hidden.jpg").write_text("ignored")
+    return root
+
+
+def test_image_folder_finds_classes_and_files(tree):
+    folder = ImageFolder(tree, size=32)
+    assert folder.classes == ["cats", "dogs"]
+    assert len(folder) == 6 + 7          # hidden files are not counted
+    assert sorted(set(folder.labels.tolist())) == [0, 1]
+    png = [i for i in range(len(folder)) if folder.path(i).endswith(".png")][0]
+    assert folder.load(png).shape == (32, 32, 3)
+    broken = [i for i in range(len(folder)) if folder.path(i).endswith("broken.jpg")][0]
+    with pytest.raises(UnreadableImage, match="broken.jpg"):
+        folder.load(broken)
+
+
+def test_image_folder_refuses_bad_layouts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ImageFolder: no such folder"):
+        ImageFolder(tmp_path / "nowhere")
+    (tmp_path / "only").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "only" / "a.png")
+    with pytest.raises(ValueError, match="has only the class 'only'; expected .* at least two classes"):
+        ImageFolder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="ImageFolder: the class folder .*empty is empty"):
+        ImageFolder(tmp_path)
+
+
+def preprocess(size=24):
+    return Preprocess(size, np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32), "train")
+
+
+def test_loader_skips_unreadable_files_with_one_warning_each(tree):
+    folder = ImageFolder(tree, size=32)
+    loader = DataLoader(folder, preprocess(), batch_size=4, shuffle=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(2):
+            images = sum(len(b.labels) for b in loader.batches(epoch))
+            assert images == len(folder) - 2
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "broken.jpg" in messages[0] and "notes.txt" in messages[1]
+    assert set(p.split("/")[-1] for p in loader.unreadable) == {"broken.jpg", "notes.txt"}
+    strict = DataLoader(folder, preprocess(), batch_size=64, strict=True)
+    with pytest.raises(UnreadableImage):
+        list(strict.batches())
+
+
+def test_loader_is_deterministic_whatever_the_number_of_workers(tree):
+    folder = ImageFolder(tree, size=32)
+    runs = {}
+    for workers in (0, 2):
+        with DataLoader(folder, preprocess(), batch_size=3, shuffle=True, seed=7, workers=workers) as loader:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                runs[workers] = [(b.indices.tolist(), b.images) for b in loader.batches(epoch=1)]
+    assert [i for i, _ in runs[0]] == [i for i, _ in runs[2]]
+    for (_, a), (_, b) in zip(runs[0], runs[2]):
+        np.testing.assert_array_equal(a, b)
+    loader = DataLoader(folder, preprocess(), batch_size=3, shuffle=True, seed=7)
+    assert not np.array_equal(loader.order(0), loader.order(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tail = [b.indices.tolist() for b in loader.batches(epoch=1, start=2)]
+    assert tail == [i for i, _ in runs[0]][2:]            # resuming at batch 2 gives exactly the rest of the epoch
+
+
+def test_worker_processes_end(tree):
+    folder = ImageFolder(tree, size=32)
+    loader = DataLoader(folder, preprocess(), batch_size=2, workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        next(iter(loader.batches()))         # stop in the middle of an epoch
+    assert len(multiprocessing.active_children()) >= 2
+    loader.close()
+    assert multiprocessing.active_children() == []
+    with DataLoader(folder, preprocess(), batch_size=2, workers=2) as loader, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        list(loader.batches())
+    assert multiprocessing.active_children() == []
+
+
+def test_cache_gives_the_same_images_and_remembers_unreadable_ones(tree, tmp_path):
+    folder = ImageFolder(tree, size=32)
+    cache = ImageCache(folder, tmp_path / "cache")
+    assert not cache.exists()
+    with DataLoader(folder, None, 1) as loader:
+        cache.build(loader.decoded_images())
+    assert cache.exists() and ImageCache(folder, tmp_path / "cache").exists()
+    for i in range(len(folder)):
+        try:
+            expected = folder.load(i)
+        except UnreadableImage:
+            with pytest.raises(UnreadableImage):
+                cache.load(i)
+            continue
+        np.testing.assert_array_equal(cache.load(i), expected)
+    (tree / "cats" / "new.png").write_bytes((tree / "dogs" / "extra.png").read_bytes())
+    assert not ImageCache(ImageFolder(tree, size=32), tmp_path / "cache").exists()   # new files, new cache
+
+
+def test_image_statistics(tree):
+    folder = ImageFolder(tree, size=32)
+    stats = image_statistics(folder, count=100)
+    readable = []
+    for i in range(len(folder)):
+        try:
+            readable.append(folder.load(i) / 255.0)
+        except UnreadableImage:
+            pass
+    pixels = np.stack(readable)
+    assert stats["sample_size"] == len(readable) == 11 and stats["pixel_mean"].shape == (32, 32, 3)
+    np.testing.assert_allclose(stats["mean"], pixels.mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(stats["std"], pixels.std(axis=(0, 1, 2)), rtol=1e-4)
+    covariance = stats["eigenvectors"] @ np.diag(stats["eigenvalues"]) @ stats["eigenvectors"].T
+    np.testing.assert_allclose(covariance, np.cov(pixels.reshape(-1, 3).T), rtol=1e-3, atol=1e-6)
+
+
+# ----- the built-in dataset ----------------------------------------------------------------------------
+def test_builtin_dataset_is_reproducible_and_complete(tmp_path):
+    a = make_builtin_dataset(tmp_path / "a", seed=3, train_per_class=2, val_per_class=1, quiet=True)
+    b = make_builtin_dataset(tmp_path / "b", seed=3, train_per_class=2, val_per_class=1, quiet=True)
+    c = make_builtin_dataset(tmp_path / "c", seed=4, train_per_class=2, val_per_class=1, quiet=True)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.jpg"))
+    assert len(files) == 10 * 3
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert any((a / f).read_bytes() != (c / f).read_bytes() for f in files)
+    folder = ImageFolder(a / "train", size=48)
+    assert len(folder.classes) == 10 and len(folder) == 20
+    assert json.loads((a / "dataset.json").read_text())["seed"] == 3
+    assert make_builtin_dataset(tmp_path / "a", seed=3, train_per_class=2, val_per_class=1, quiet=True) == a
+    with pytest.raises(ValueError, match="made with other settings"):
+        make_builtin_dataset(tmp_path / "a", seed=3, train_per_class=5, val_per_class=1, quiet=True)
