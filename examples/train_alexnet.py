@@ -33,6 +33,7 @@ import minigrad.functional as F  # noqa: E402
 from minigrad import backend  # noqa: E402
 from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, UnreadableImage,  # noqa: E402
                            default_workers, image_statistics, make_builtin_dataset)
+from minigrad.data.builtin import cache_home  # noqa: E402
 from models.alexnet import AlexNet  # noqa: E402
 
 # Settings that depend on the preset; a flag given on the command line wins.
@@ -70,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="processes that decode and augment images (default: one per core); 0 = in this process")
     p.add_argument("--cache", choices=["auto", "on", "off"], default="auto",
                    help="keep decoded images in one uint8 file after the first pass (auto: when it takes ≤ 4 GiB)")
-    p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "minigrad" / "images")
+    p.add_argument("--cache-dir", type=Path, default=cache_home() / "images", help="where the cache files go")
     p.add_argument("--patience", type=int, default=2,
                    help="epochs without a better validation error before the lr is divided by 10 (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, data order, augmentation and dropout")

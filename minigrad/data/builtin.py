@@ -23,10 +23,14 @@ CLASSES = ["checkerboard", "circle", "cross", "diamond", "dots", "horizontal-str
 VERSION = 1
 
 
+def cache_home() -> Path:
+    """minigrad's folder for generated and cached data: $XDG_CACHE_HOME/minigrad, else ~/.cache/minigrad."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minigrad"
+
+
 def default_root(seed: int = 0) -> Path:
-    """Where the built-in dataset lives: $MINIGRAD_DATA, else ~/.cache/minigrad, in a folder named by version and seed."""
-    base = Path(os.environ.get("MINIGRAD_DATA") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minigrad")
-    return base / f"builtin-shapes-v{VERSION}-seed{seed}"
+    """Where the built-in dataset lives: in $MINIGRAD_DATA, else in cache_home(), in a folder named by version and seed."""
+    return Path(os.environ.get("MINIGRAD_DATA") or cache_home()) / f"builtin-shapes-v{VERSION}-seed{seed}"
 
 
 def _colour(rng, avoid=None):

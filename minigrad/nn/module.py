@@ -225,19 +225,11 @@ class ModuleList(Module):
         return iter(list(self.children()))
 
 
-class Sequential(Module):
+class Sequential(ModuleList):
     """Modules applied one after another; children are named 0, 1, 2, ..."""
 
     def __init__(self, *modules: Module):
-        super().__init__()
-        for i, module in enumerate(modules):
-            setattr(self, str(i), module)
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self.children())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
+        super().__init__(modules)
 
     def forward(self, x):
         for module in self.children():
