@@ -79,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", type=Path, help="continue training from this checkpoint")
     p.add_argument("--eval-only", type=Path, metavar="CHECKPOINT", help="only evaluate this checkpoint on val/")
     p.add_argument("--ten-crop", action="store_true", help="evaluate on the average of 10 crops (corners, centre, flips)")
+    p.add_argument("--mean", choices=["channel", "pixel"], default="channel",
+                   help="subtract the per-channel mean (default) or the paper's per-pixel mean image")
     p.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
     return p.parse_args(argv)
 
@@ -104,7 +106,7 @@ def settings_from(args, device: str, saved: dict | None = None) -> dict:
     else:
         preset = args.preset or ("full" if device.startswith("cuda") else "cpu")
         config = dict(PRESETS[preset], preset=preset, towers=args.towers, init=args.init, seed=args.seed,
-                      momentum=args.momentum, weight_decay=args.weight_decay, patience=args.patience)
+                      momentum=args.momentum, weight_decay=args.weight_decay, patience=args.patience, mean=args.mean)
         for key in ("width", "input_size", "lr"):
             if getattr(args, key) is not None:
                 config[key] = getattr(args, key)
@@ -258,7 +260,8 @@ def train(args) -> int:
         stats = {k: v.numpy() for k, v in resumed["stats"].items()}
     else:
         s = image_statistics(train_folder, count=1000, seed=config["seed"])
-        stats = {k: s[k] for k in ("mean", "std", "eigenvalues", "eigenvectors")}
+        stats = {k: s[k] for k in ("std", "eigenvalues", "eigenvectors")}
+        stats["mean"] = s["pixel_mean"] if config["mean"] == "pixel" else s["mean"]   # (S, S, 3) or (3,)
     pca = (stats["eigenvalues"], stats["eigenvectors"])
     train_pre = Preprocess(config["input_size"], stats["mean"], stats["std"], "train", pca)
     val_pre = Preprocess(config["input_size"], stats["mean"], stats["std"], "ten-crop" if args.ten_crop else "eval")

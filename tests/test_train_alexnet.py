@@ -90,8 +90,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
     assert checkpoint["epoch"] >= 1 and checkpoint["next_batch"] >= 1
 
 
-def test_eval_only_with_ten_crops(data, tmp_path, capsys):
-    assert run(data, tmp_path, "--epochs", "1") == 0
+def test_eval_only_with_ten_crops_and_the_per_pixel_mean(data, tmp_path, capsys):
+    assert run(data, tmp_path, "--epochs", "1", "--mean", "pixel") == 0
+    assert mg.load(tmp_path / "best.npz")["stats"]["mean"].shape == (76, 76, 3)
     capsys.readouterr()
     assert train_alexnet.main(["--eval-only", str(tmp_path / "best.npz"), "--ten-crop", "--data", str(data),
                                "--workers", "0"]) == 0
