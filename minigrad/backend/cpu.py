@@ -59,20 +59,19 @@ def col2im(cols, x_shape, kernel, stride, padding):
 def max_pool_forward(x, kernel, stride, padding, out_hw):
     """Max over each window -> (y, argmax), both (N, C, oH, oW).
 
-    argmax holds the window-local offset i·kw + j of the maximum.  Offsets are visited in
-    row-major order and only a strictly larger value takes over, so ties go to the first.
-    A NaN in a window wins (the output is NaN, as in PyTorch): a diverging network must not look healthy.
+    argmax holds the window-local offset i·kw + j of the maximum; ties go to the first in row-major
+    order (the offsets are visited last to first and each equal value overwrites).  A NaN in a window
+    makes its output NaN, as in PyTorch: a diverging network must not look healthy.
     """
     kh, kw = kernel
     x = _pad_hw(x, padding, value=-np.inf)
-    y = np.full(x.shape[:2] + tuple(out_hw), -np.inf, dtype=x.dtype)
+    offsets = [(i, j) for i in range(kh) for j in range(kw)]
+    y = _offset(x, *offsets[0], stride, out_hw).copy()
+    for i, j in offsets[1:]:
+        np.maximum(y, _offset(x, i, j, stride, out_hw), out=y)      # propagates NaN
     argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw - 1))
-    for i in range(kh):
-        for j in range(kw):
-            values = _offset(x, i, j, stride, out_hw)
-            larger = (values > y) | (np.isnan(values) & ~np.isnan(y))
-            np.copyto(y, values, where=larger)
-            np.copyto(argmax, i * kw + j, where=larger)
+    for i, j in reversed(offsets):
+        np.copyto(argmax, i * kw + j, where=_offset(x, i, j, stride, out_hw) == y)
     return y, argmax
 
 
