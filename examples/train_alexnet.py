@@ -90,13 +90,7 @@ def choose_device(name: str) -> str:
     if name != "auto":
         backend.parse_device(name)   # a clear error now rather than in the first layer
         return name
-    if not backend.cuda_available():
-        return "cpu"
-    if not backend.cuda_backend().HAS_CNN_KERNELS:
-        print("CuPy sees a GPU, but minigrad's CUDA kernels for conv, max-pool and LRN are not written yet: "
-              "training on the CPU")
-        return "cpu"
-    return "cuda"
+    return "cuda" if backend.cuda_available() else "cpu"
 
 
 def settings_from(args, device: str, saved: dict | None = None) -> dict:

@@ -89,3 +89,19 @@ def test_conv2d_bad_input_messages():
         F.conv2d(mg.zeros(1, 48, 3, 9), w)
     with pytest.raises(TypeError, match=r"conv2d: stride must be an int or a pair of ints, got \(1, 2, 3\)"):
         F.conv2d(x, w, stride=(1, 2, 3), groups=2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_batch_too_big_for_the_column_buffer_runs_in_chunks(device, monkeypatch):
+    from minigrad.functional.conv import Conv2d
+    arrays = [array(0, (5, 4, 7, 6)), array(1, (6, 2, 3, 3)), array(2, (6,))]
+    conv = lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, groups=2)  # noqa: E731
+    whole = conv(*leaves(arrays, device))
+    per_image = 4 * 9 * 4 * 6 * 8          # C·kh·kw·oH·oW·8 bytes
+    monkeypatch.setattr(Conv2d, "max_column_bytes", 2 * per_image)   # chunks of 2, 2 and 1 images
+    chunked = leaves(arrays, device)
+    y = conv(*chunked)
+    assert y.grad_fn.chunk == 2
+    np.testing.assert_allclose(y.numpy(), whole.numpy(), rtol=1e-12)
+    assert mg.gradcheck(conv, leaves(arrays, device))
+    check_against_torch(conv, torch_conv((2, 1), 1, 2), arrays, device)

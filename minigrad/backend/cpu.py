@@ -98,3 +98,16 @@ def channel_window_sum(x, before, after):
     for j in range(1, before + after + 1):
         out += padded[:, j:j + channels]
     return out
+
+
+def lrn_forward(a, size, alpha, beta, k):
+    """b = a · s^(−β) with s = k + α·Σ_window a² (see functional/lrn.py) -> (b, s)."""
+    s = k + alpha * channel_window_sum(a * a, size // 2, (size - 1) // 2)
+    return a * s ** -beta, s
+
+
+def lrn_backward(a, s, g, size, alpha, beta):
+    """∂L/∂a_i = g_i·s_i^(−β) − 2αβ·a_i·Σ_{j: i ∈ window(j)} g_j·b_j/s_j, the window turned around for the sum."""
+    scale = s ** -beta
+    g_b_over_s = g * a * scale / s
+    return g * scale - 2 * alpha * beta * a * channel_window_sum(g_b_over_s, (size - 1) // 2, size // 2)

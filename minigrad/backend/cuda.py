@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 INSTALL_HINT = (
     "Install the CuPy wheel that matches your CUDA toolkit, e.g. pip install 'minigrad[cuda]' "
     "(cupy-cuda12x, for CUDA 12) or pip install cupy-cuda11x (CUDA 11); `nvidia-smi` shows your CUDA version."
@@ -67,13 +69,94 @@ def scatter_add(target, index, values):
     cupyx.scatter_add(target, index, values)
 
 
-# The CUDA kernels for conv, max-pool and LRN are not written yet; until they are, a CNN cannot train here.
-HAS_CNN_KERNELS = False
+# ----- custom kernels (kernels/*.cu) ----------------------------------------------------------------
+THREADS = 256
 
 
-def __getattr__(name):
-    # The CUDA kernels for im2col/col2im, max-pool and LRN are not written yet: say so plainly.
-    if name in {"im2col", "col2im", "max_pool_forward", "max_pool_backward", "channel_window_sum"}:
-        raise NotImplementedError(f"minigrad: the CUDA primitive {name} is not implemented yet, so conv2d, "
-                                  "max_pool2d and local_response_norm run on device='cpu' only for now")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+@functools.cache
+def _module(device_index: int):
+    """kernels/*.cu compiled into one RawModule, once per GPU and process (CuPy also caches on disk)."""
+    import kernels
+
+    cp = cupy()
+    names = [f"{kernel}<{t}>" for kernel in ("im2col", "col2im", "lrn_forward", "lrn_backward", "max_pool_forward",
+                                             "max_pool_backward") for t in ("float", "double")]
+    with cp.cuda.Device(device_index):
+        return cp.RawModule(code="\n".join(kernels.source(n) for n in kernels.NAMES), options=("-std=c++14",),
+                            name_expressions=names)
+
+
+def _launch(name: str, total: int, arrays, ints=(), reals=()) -> None:
+    """Run kernel ``name`` for the dtype of ``arrays[0]`` over ``total`` work items.
+
+    Scalars are passed with explicit NumPy types (int32 for ``int``, the array's type for ``T``): a bare
+    Python number would reach the kernel as a 64-bit value and scramble the arguments after it.
+    """
+    cp = cupy()
+    dtype = arrays[0].dtype
+    if dtype not in (cp.float32, cp.float64):
+        raise TypeError(f"minigrad: the CUDA kernel {name} supports float32 and float64, got {dtype}")
+    kernel = _module(cp.cuda.runtime.getDevice()).get_function(f"{name}<{'float' if dtype == cp.float32 else 'double'}>")
+    blocks = max(1, min(-(-total // THREADS), 65535 * 8))   # the kernels loop, so a capped grid is fine
+    args = (*arrays, *(np.int32(v) for v in ints), *(dtype.type(v) for v in reals))
+    kernel((blocks,), (THREADS,), args)
+
+
+def _geometry(x_shape, kernel, stride, padding, out_hw):
+    """The integer arguments shared by the im2col and max-pool kernels: N, C, H, W, kh, kw, sh, sw, ph, pw, oH, oW."""
+    return (*x_shape, *kernel, *stride, *padding, *out_hw)
+
+
+def im2col(x, kernel, stride, padding):
+    """(N, C, H, W) -> columns (C, kh, kw, N, oH, oW), as cpu.im2col; kernels/im2col.cu."""
+    cp = cupy()
+    n, c, h, w = x.shape
+    out_hw = tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip((h, w), kernel, stride, padding))
+    cols = cp.empty((c, *kernel, n, *out_hw), dtype=x.dtype)
+    _launch("im2col", cols.size, (cp.ascontiguousarray(x), cols), _geometry(x.shape, kernel, stride, padding, out_hw))
+    return cols
+
+
+def col2im(cols, x_shape, kernel, stride, padding):
+    """The adjoint of im2col as a gather (one thread per pixel, no atomics); kernels/im2col.cu."""
+    cp = cupy()
+    dx = cp.empty(x_shape, dtype=cols.dtype)
+    _launch("col2im", dx.size, (cp.ascontiguousarray(cols), dx), _geometry(x_shape, kernel, stride, padding, cols.shape[-2:]))
+    return dx
+
+
+def max_pool_forward(x, kernel, stride, padding, out_hw):
+    """(y, argmax) as cpu.max_pool_forward (argmax as int32); kernels/maxpool.cu."""
+    cp = cupy()
+    y = cp.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
+    argmax = cp.empty(y.shape, dtype=cp.int32)
+    _launch("max_pool_forward", y.size, (cp.ascontiguousarray(x), y, argmax),
+            _geometry(x.shape, kernel, stride, padding, out_hw))
+    return y, argmax
+
+
+def max_pool_backward(gy, argmax, x_shape, kernel, stride, padding):
+    cp = cupy()
+    dx = cp.empty(x_shape, dtype=gy.dtype)
+    _launch("max_pool_backward", dx.size, (cp.ascontiguousarray(gy), argmax, dx),
+            _geometry(x_shape, kernel, stride, padding, gy.shape[-2:]))
+    return dx
+
+
+def lrn_forward(a, size, alpha, beta, k):
+    """(b, s) as cpu.lrn_forward, in one pass per (n, y, x) column; kernels/lrn.cu."""
+    cp = cupy()
+    a = cp.ascontiguousarray(a)
+    b, s = cp.empty_like(a), cp.empty_like(a)
+    n, c, h, w = a.shape
+    _launch("lrn_forward", n * h * w, (a, b, s), (n, c, h * w, size // 2, (size - 1) // 2), (alpha, beta, k))
+    return b, s
+
+
+def lrn_backward(a, s, g, size, alpha, beta):
+    cp = cupy()
+    da = cp.empty_like(a)
+    n, c, h, w = a.shape
+    _launch("lrn_backward", n * h * w, (a, s, cp.ascontiguousarray(g), da), (n, c, h * w, size // 2, (size - 1) // 2),
+            (alpha, beta))
+    return da

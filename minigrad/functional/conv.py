@@ -31,41 +31,64 @@ class Conv2d(Function):
     forward:   cols = im2col(x) as (g, K, N·L), K = C/g·kh·kw, L = oH·oW  (one receptive field per column)
                Y = W @ cols, with W = w as (g, O/g, K): ONE batched matmul over the groups
     backward:  ∂W = ∂Y @ colsᵀ,   ∂cols = Wᵀ @ ∂Y,   ∂x = col2im(∂cols),   ∂b = Σ_{n,y,x} ∂y
+
+    Memory bound: the columns hold kh·kw copies of the input.  When they would take more than
+    ``max_column_bytes``, the batch runs in chunks, and backward recomputes each chunk's columns
+    instead of keeping them all (more work, bounded memory).
     """
+
+    max_column_bytes = 2 * 2**30
 
     def __init__(self, stride=(1, 1), padding=(0, 0), groups=1):
         self.stride, self.padding, self.groups = stride, padding, groups
 
     def forward(self, x, w, *bias):
-        xp, prim = backend.xp(x), backend.primitives(x)
+        xp = backend.xp(x)
         n, c, h, wd = x.shape
         o, c_g, kh, kw = w.shape
-        g = self.groups
         self.x_shape, self.w_shape = x.shape, w.shape
         self.out_hw = (output_size(h, kh, self.stride[0], self.padding[0]),
                        output_size(wd, kw, self.stride[1], self.padding[1]))
-        cols = prim.im2col(x, (kh, kw), self.stride, self.padding).reshape(g, c_g * kh * kw, -1)
-        w_g = w.reshape(g, o // g, c_g * kh * kw)
-        y = w_g @ cols                                                      # (g, O/g, N·L)
-        y = xp.ascontiguousarray(y.reshape(o, n, *self.out_hw).transpose(1, 0, 2, 3))
+        self.w_g = w.reshape(self.groups, o // self.groups, c_g * kh * kw)
+        column_bytes = c * kh * kw * self.out_hw[0] * self.out_hw[1] * x.itemsize    # per image
+        self.chunk = max(1, min(n, self.max_column_bytes // column_bytes))
+        y = xp.empty((n, o, *self.out_hw), dtype=x.dtype)
+        for start in range(0, n, self.chunk):
+            cols = self._columns(x[start:start + self.chunk])
+            y_g = self.w_g @ cols                                            # (g, O/g, n·L)
+            y[start:start + self.chunk] = y_g.reshape(o, -1, *self.out_hw).transpose(1, 0, 2, 3)
         if bias:
             y += bias[0].reshape(1, o, 1, 1)
-        # Keep only what backward will use: the columns for ∂w, the weights for ∂x.
-        self.cols = cols if self.needs_input_grad[1] else None
-        self.w_g = w_g if self.needs_input_grad[0] else None
+        # Keep what backward will use: the columns (or, in chunks, x to rebuild them) for ∂w, the weights for ∂x.
+        if self.needs_input_grad[1]:
+            self.cols, self.x = (cols, None) if self.chunk >= n else (None, x)
+        if not self.needs_input_grad[0]:
+            self.w_g = None
         return y
 
+    def _columns(self, x):
+        """im2col of x as (g, K, n·L)."""
+        kh, kw = self.w_shape[2:]
+        cols = backend.primitives(x).im2col(x, (kh, kw), self.stride, self.padding)
+        return cols.reshape(self.groups, -1, cols.shape[3] * cols.shape[4] * cols.shape[5])
+
     def backward(self, gy):
+        xp = backend.xp(gy)
         o, c_g, kh, kw = self.w_shape
-        g = self.groups
-        gy_g = gy.transpose(1, 0, 2, 3).reshape(g, o // g, -1)              # (g, O/g, N·L)
-        gx = gw = None
-        if self.needs_input_grad[0]:
-            gcols = self.w_g.transpose(0, 2, 1) @ gy_g                      # (g, K, N·L)
-            gcols = gcols.reshape(self.x_shape[1], kh, kw, self.x_shape[0], *self.out_hw)
-            gx = backend.primitives(gy).col2im(gcols, self.x_shape, (kh, kw), self.stride, self.padding)
-        if self.needs_input_grad[1]:
-            gw = (gy_g @ self.cols.transpose(0, 2, 1)).reshape(self.w_shape)
+        n, g = self.x_shape[0], self.groups
+        gx = xp.empty(self.x_shape, dtype=gy.dtype) if self.needs_input_grad[0] else None
+        gw = xp.zeros(self.w_shape, dtype=gy.dtype) if self.needs_input_grad[1] else None
+        for start in range(0, n, self.chunk):
+            gy_chunk = gy[start:start + self.chunk]
+            gy_g = gy_chunk.transpose(1, 0, 2, 3).reshape(g, o // g, -1)    # (g, O/g, n·L)
+            if gx is not None:
+                gcols = self.w_g.transpose(0, 2, 1) @ gy_g                  # (g, K, n·L)
+                gcols = gcols.reshape(self.x_shape[1], kh, kw, len(gy_chunk), *self.out_hw)
+                gx[start:start + self.chunk] = backend.primitives(gy).col2im(
+                    gcols, (len(gy_chunk), *self.x_shape[1:]), (kh, kw), self.stride, self.padding)
+            if gw is not None:
+                cols = self.cols if self.x is None else self._columns(self.x[start:start + self.chunk])
+                gw += (gy_g @ cols.transpose(0, 2, 1)).reshape(self.w_shape)
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
