@@ -5,18 +5,18 @@
     x = mg.tensor([[1.0, 2.0]], requires_grad=True)
     loss = F.relu(x @ w).sum(); loss.backward(); x.grad
 """
-from . import functional, nn, optim, viz
+from . import functional, nn, optim, trace, viz
 from .backend import Device, manual_seed
 from .backend import parse_device as device
 from .creation import ones, randn, zeros
 from .function import Function, is_grad_enabled, no_grad
 from .functional import cat, concatenate, split
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck, gradient_table
 from .serialization import load, save
 from .tensor import Tensor, float32, float64, tensor
 
 __all__ = ["Device", "Function", "GradcheckError", "Tensor", "cat", "concatenate", "device", "float32", "float64",
-           "functional", "gradcheck", "load", "nn", "optim", "save", "viz", "is_grad_enabled", "manual_seed", "no_grad", "ones", "randn", "split",
+           "functional", "gradcheck", "gradient_table", "load", "nn", "optim", "save", "trace", "viz", "is_grad_enabled", "manual_seed", "no_grad", "ones", "randn", "split",
            "tensor", "zeros"]
 
 __version__ = "0.1.0"

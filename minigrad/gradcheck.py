@@ -33,11 +33,26 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     fn: takes the tensors in ``inputs`` and returns a Tensor or a tuple of Tensors.
     fn must be deterministic (fix a dropout mask, for example): it is called 2·(number of elements) + 1 times.
     """
+    rows = gradient_table(fn, inputs, eps, atol, rtol, seed)
+    failed = sum(row["status"] == "FAIL" for row in rows)
+    if failed:
+        raise GradcheckError(f"gradcheck failed for {failed} of {len(rows)} input(s) "
+                             f"(eps={eps:g}, atol={atol:g}, rtol={rtol:g}; tolerance = atol + rtol·|numeric|)\n"
+                             + format_table(rows))
+    return True
+
+
+def gradient_table(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0) -> list[dict]:
+    """The comparison behind gradcheck, one row per input that requires grad (examples/gradcheck_tour.py prints it).
+
+    Row keys: input, shape, abs (max |analytic − numeric|), rel, index (the worst element), analytic and
+    numeric there, status ("ok" or "FAIL").
+    """
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     for i, x in enumerate(inputs):
         if isinstance(x, Tensor) and x.requires_grad and x.dtype != np.float64:
             warnings.warn(f"gradcheck: input {i} is {x.dtype}; checking a float64 copy instead "
-                          f"(central differences need float64 precision)", stacklevel=2)
+                          f"(central differences need float64 precision)", stacklevel=3)
             inputs[i] = Tensor(x.data.astype(np.float64), requires_grad=True)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
@@ -61,7 +76,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     if loss is not None:
         loss.backward()
 
-    rows, failed = [], 0
+    rows = []
     for i in checked:
         x = inputs[i]
         analytic = np.zeros(x.shape) if x.grad is None else x.grad.numpy()
@@ -75,16 +90,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                 minus = weighted_sum(_as_tuple(fn(*inputs)))
                 x.data[j] = original
                 numeric[j] = (plus - minus) / (2 * eps)
-        row = _compare(i, x.shape, analytic, numeric, atol, rtol)
-        failed += row["status"] == "FAIL"
-        rows.append(row)
+        rows.append(_compare(i, x.shape, analytic, numeric, atol, rtol))
     for i, grad in kept_grads.items():
         inputs[i].grad = grad
-    if failed:
-        raise GradcheckError(f"gradcheck failed for {failed} of {len(rows)} input(s) "
-                             f"(eps={eps:g}, atol={atol:g}, rtol={rtol:g}; tolerance = atol + rtol·|numeric|)\n"
-                             + _table(rows))
-    return True
+    return rows
 
 
 def _as_tuple(outputs) -> tuple:
@@ -103,7 +112,7 @@ def _compare(i, shape, analytic, numeric, atol, rtol) -> dict:
             "status": "FAIL" if bad.any() else "ok"}
 
 
-def _table(rows) -> str:
+def format_table(rows) -> str:
     header = ("input", "shape", "max abs err", "max rel err", "worst index", "analytic", "numeric", "status")
     lines = [header] + [(str(r["input"]), str(r["shape"]), f"{r['abs']:.3e}", f"{r['rel']:.3e}", str(r["index"]),
                          f"{r['analytic']:.6e}", f"{r['numeric']:.6e}", r["status"]) for r in rows]

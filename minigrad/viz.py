@@ -37,3 +37,70 @@ def filter_grid(weights, columns: int | None = None, zoom: int = 4, gap: int = 1
             top, x = gap + (i // columns) * tile_h, left + gap + (i % columns) * tile_w
             image[top:top + kh * zoom, x:x + kw * zoom] = f
     return image
+
+
+def feature_maps(activation, count: int = 8, zoom: int | None = None, columns: int | None = None) -> np.ndarray:
+    """The first ``count`` channels of one image's activation (C, H, W) (or (1, C, H, W)) as a grey grid, uint8.
+
+    Each map is stretched to 0..255 on its own; a map that is constant (e.g. all zero after ReLU) is black.
+    """
+    a = _as_array(activation)
+    a = a[0] if a.ndim == 4 else a
+    maps = a[:count].astype(np.float64)
+    h, w = maps.shape[1:]
+    zoom = zoom or max(1, 96 // max(h, w))
+    columns = columns or min(len(maps), 4)
+    rows = math.ceil(len(maps) / columns)
+    gap = 2
+    image = np.full((rows * (h * zoom + gap) + gap, columns * (w * zoom + gap) + gap), 255, dtype=np.uint8)
+    for i, m in enumerate(maps):
+        low, high = m.min(), m.max()
+        m = ((m - low) / (high - low) * 255).astype(np.uint8) if high > low else np.zeros(m.shape, np.uint8)
+        top, left = gap + (i // columns) * (h * zoom + gap), gap + (i % columns) * (w * zoom + gap)
+        image[top:top + h * zoom, left:left + w * zoom] = m.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    return image
+
+
+def to_dot(tensor: Tensor, name: str = "output") -> str:
+    """The autograd graph that made ``tensor``, as Graphviz DOT text.
+
+    Boxes are ops (their Function class), ovals are tensors that no op made: inputs and parameters,
+    with their shapes.  Edges point the way the forward pass went.  ``render_dot`` draws it.
+    """
+    lines = ["digraph autograd {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
+    seen, stack = set(), [tensor.grad_fn]
+    lines.append(f'  out [label="{name}\\n{tensor.shape}", shape=oval, style=filled, fillcolor=lightblue];')
+    if tensor.grad_fn is None:
+        return "\n".join(lines + ["}"])
+    lines.append(f"  f{id(tensor.grad_fn)} -> out;")
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        lines.append(f'  f{id(fn)} [label="{fn.name}", shape=box, style=filled, fillcolor=lightyellow];')
+        for x in fn.inputs:
+            if x.grad_fn is not None:
+                lines.append(f"  f{id(x.grad_fn)} -> f{id(fn)};")
+                stack.append(x.grad_fn)
+            else:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    colour = "palegreen" if x.requires_grad else "white"
+                    lines.append(f'  t{id(x)} [label="{x.shape}", shape=oval, style=filled, fillcolor={colour}];')
+                lines.append(f"  t{id(x)} -> f{id(fn)};")
+    if tensor.grad_fn.released:
+        lines.insert(1, '  label="(backward already ran, so the graph behind this op was freed)";')
+    return "\n".join(lines + ["}"])
+
+
+def render_dot(dot: str, path) -> str | None:
+    """Draw DOT text to a PNG with Graphviz's ``dot`` program; returns None, or a note when ``dot`` is missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dot") is None:
+        return ("Graphviz's `dot` program is not installed, so the graph was not drawn; the DOT text can be "
+                "pasted into any Graphviz viewer (apt install graphviz, or brew install graphviz)")
+    subprocess.run(["dot", "-Tpng", "-o", str(path)], input=dot, text=True, check=True)
+    return None

@@ -1,0 +1,146 @@
+"""Recording a network's forward and backward pass layer by layer, for stepping through it.
+
+    with Trace(model) as trace:
+        loss = F.cross_entropy(model(image), [target])
+        loss.backward()
+    for record in trace.records: ...      # execution order: one per layer call
+
+Each layer (a module with no children) gets a forward hook that records its input and output; a
+tensor hook on each of them records the gradient that reaches it during backward.  The records hold
+the arrays (for pictures) and plain numbers (for printing and JSON): shapes, the size arithmetic, the
+parameters and multiply-accumulates, statistics of the output, gradient norms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .nn import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU
+from .tensor import Tensor
+
+
+@dataclass
+class LayerRecord:
+    name: str                      # dotted module name, e.g. "towers.0.conv1"
+    kind: str                      # class name: Conv2d, ReLU, ...
+    module: Module = field(repr=False)
+    input: np.ndarray = field(repr=False)
+    output: np.ndarray = field(repr=False)
+    grad_input: np.ndarray | None = field(default=None, repr=False)
+    grad_output: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def tower(self) -> int | None:
+        parts = self.name.split(".")
+        return int(parts[1]) if len(parts) > 2 and parts[0] == "towers" else None
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.size for p in self.module.parameters())
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of this layer for the recorded batch (conv and fully connected layers)."""
+        m, n = self.module, self.input.shape[0]
+        if isinstance(m, Conv2d):
+            return n * int(np.prod(self.output.shape[1:])) * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        if isinstance(m, Linear):
+            return n * m.in_features * m.out_features
+        return 0
+
+    def arithmetic(self) -> str:
+        """How the output shape follows from the input, with the real numbers."""
+        m = self.module
+        if isinstance(m, (Conv2d, MaxPool2d)):
+            kernel = m.kernel_size if isinstance(m, Conv2d) else _pair(m.kernel_size)
+            stride = m.stride if isinstance(m, Conv2d) else _pair(m.stride)
+            padding = m.padding if isinstance(m, Conv2d) else _pair(m.padding)
+            size, out = self.input.shape[2], self.output.shape[2]
+            text = f"({size} − {kernel[0]} + 2·{padding[0]})/{stride[0]} + 1 = {out}"
+            if self.input.shape[3] != self.input.shape[2] or kernel[0] != kernel[1]:
+                text += (f";  width ({self.input.shape[3]} − {kernel[1]} + 2·{padding[1]})/{stride[1]} + 1 = "
+                         f"{self.output.shape[3]}")
+            return text
+        if isinstance(m, Linear):
+            return f"{m.in_features} inputs → {m.out_features} units"
+        if isinstance(m, Flatten):
+            return f"{'×'.join(map(str, self.input.shape[1:]))} = {self.output.shape[1]}"
+        return "shape unchanged"
+
+    def statistics(self) -> dict:
+        out = self.output.astype(np.float64)
+        return {"mean": float(out.mean()), "std": float(out.std()), "min": float(out.min()), "max": float(out.max()),
+                "zeros": float((out == 0).mean())}
+
+    def gradient_norms(self) -> dict:
+        """‖∂L/∂output‖, ‖∂L/∂input‖ and the norm of each parameter's gradient."""
+        norms = {"output": _norm(self.grad_output), "input": _norm(self.grad_input)}
+        for name, p in self.module.named_parameters():
+            norms[name] = _norm(p.grad.numpy()) if p.grad is not None else None
+        return norms
+
+    def lrn_example(self) -> dict | None:
+        """One value of an LRN layer worked out by hand from the paper's formula (for LRN layers)."""
+        m = self.module
+        if not isinstance(m, LocalResponseNorm):
+            return None
+        a = self.input[0].astype(np.float64)                     # (C, H, W) of the first image
+        channel = int(np.abs(a).sum(axis=(1, 2)).argmax())       # a channel with signal in it
+        y, x = np.unravel_index(int(np.abs(a[channel]).argmax()), a.shape[1:])
+        low, high = max(0, channel - m.size // 2), min(a.shape[0] - 1, channel + (m.size - 1) // 2)
+        squares = float((a[low:high + 1, y, x] ** 2).sum())
+        s = m.k + m.alpha * squares
+        return {"channel": channel, "y": int(y), "x": int(x), "a": float(a[channel, y, x]), "window": [low, high],
+                "sum_of_squares": squares, "denominator": s, "by_hand": float(a[channel, y, x] / s ** m.beta),
+                "computed": float(self.output[0, channel, y, x]), "k": m.k, "alpha": m.alpha, "beta": m.beta,
+                "n": m.size}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "tower": self.tower, "input_shape": list(self.input.shape),
+                "output_shape": list(self.output.shape), "arithmetic": self.arithmetic(),
+                "parameters": self.parameters, "macs": self.macs, "statistics": self.statistics(),
+                "gradient_norms": self.gradient_norms(), "lrn_example": self.lrn_example()}
+
+
+class Trace:
+    """Record every layer of ``model`` while the ``with`` block runs (see the module docstring).
+
+    layers: the module types to record; by default every module without children.
+    """
+
+    def __init__(self, model: Module, layers: tuple = (Conv2d, Linear, LocalResponseNorm, MaxPool2d, ReLU, Dropout,
+                                                      Flatten)):
+        self.model, self.layers = model, layers
+        self.records: list[LayerRecord] = []
+        self._handles = []
+
+    def __enter__(self) -> Trace:
+        for name, module in self.model.named_modules():
+            if isinstance(module, self.layers):
+                self._handles.append(module.register_forward_hook(self._recorder(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _recorder(self, name):
+        def record(module, inputs, output):
+            x = inputs[0]
+            entry = LayerRecord(name, type(module).__name__, module, x.numpy(), output.numpy())
+            self.records.append(entry)
+            if output.requires_grad:
+                output.register_hook(lambda g: setattr(entry, "grad_output", g.numpy()))
+            if isinstance(x, Tensor) and x.requires_grad:
+                x.register_hook(lambda g: setattr(entry, "grad_input", g.numpy()))
+        return record
+
+
+def _norm(array) -> float | None:
+    return None if array is None else float(np.sqrt((array.astype(np.float64) ** 2).sum()))
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
