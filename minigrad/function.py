@@ -49,6 +49,7 @@ class Function:
     output_meta: tuple = ()          # (shape, dtype, device) of each output, to build zero gradients
     saved_names: frozenset = frozenset()
     released = False                 # True once backward freed the saved buffers
+    output_hooks: dict | None = None  # {output index: [hook, ...]}: hooks live with the graph, not the tensor
 
     @property
     def name(self) -> str:
@@ -87,6 +88,12 @@ class Function:
             self.outputs = tuple(weakref.ref(t) for t in results)
             self.output_meta = tuple((y.shape, y.dtype, backend.device_of(y)) for y in outputs)
         return results if several else results[0]
+
+    def hooks_of_output(self, index: int) -> list:
+        """The hooks registered on output ``index``; they run even if that Tensor object is gone by then."""
+        if self.output_hooks is None:
+            self.output_hooks = {}
+        return self.output_hooks.setdefault(index, [])
 
     def release(self) -> None:
         """Free the saved buffers and the links to the inputs (called after backward)."""

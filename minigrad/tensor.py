@@ -90,25 +90,17 @@ class Tensor:
     def register_hook(self, hook) -> HookHandle:
         """Call ``hook(grad)`` when this tensor's gradient is ready; a returned Tensor replaces the gradient.
 
-        Returns a handle whose ``remove()`` unregisters the hook.
+        Returns a handle whose ``remove()`` unregisters the hook.  On a tensor made by an op the hook is
+        kept by that op's graph node, so it runs even if this Tensor object is gone by then (as in PyTorch).
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that does not require grad")
-        self._hooks.append(hook)
-        return HookHandle(self._hooks, hook)
+        hooks = self._hooks if self.grad_fn is None else self.grad_fn.hooks_of_output(self._output_index)
+        hooks.append(hook)
+        return HookHandle(hooks, hook)
 
     def _run_hooks(self, grad):
-        for hook in list(self._hooks):   # a copy: a hook may remove itself
-            result = hook(Tensor(grad))
-            if result is None:
-                continue
-            result = result.data if isinstance(result, Tensor) else result
-            if result.shape != grad.shape or backend.device_of(result) != self.device:
-                raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} returned a gradient of shape "
-                                   f"{tuple(result.shape)} on {backend.device_of(result)}; the tensor it is "
-                                   f"registered on has shape {self.shape} on {self.device}")
-            grad = result.astype(self.dtype, copy=False)
-        return grad
+        return _apply_hooks(self._hooks, grad, self.shape, self.device, self.dtype)
 
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Compute d(self)/d(leaf) for every leaf that requires grad, adding it into ``leaf.grad``.
@@ -204,15 +196,16 @@ def _backpropagate(root: Tensor, grad, retain_graph: bool, handed_out: set) -> d
                 fn.release()
             continue
         for i, ref in enumerate(fn.outputs):
-            output = ref()
+            shape, dtype, device = fn.output_meta[i]
             if output_grads[i] is None:   # an output nothing downstream used, e.g. one half of a split
-                shape, dtype, device = fn.output_meta[i]
                 output_grads[i] = backend.zeros(shape, dtype, device)
-            elif output is not None:
-                with backend.device_context(output.data):
-                    output_grads[i] = output._run_hooks(output_grads[i])
-                    if output._retains_grad:
-                        output._accumulate(_own(output_grads[i], handed_out))
+                continue
+            with backend.on_device(device):
+                if fn.output_hooks and fn.output_hooks.get(i):
+                    output_grads[i] = _apply_hooks(fn.output_hooks[i], output_grads[i], shape, device, dtype)
+                output = ref()
+                if output is not None and output._retains_grad:
+                    output._accumulate(_own(output_grads[i], handed_out))
         with backend.device_context(fn.inputs[0].data):
             input_grads = fn.backward(*output_grads)
         input_grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
@@ -236,6 +229,21 @@ def _backpropagate(root: Tensor, grad, retain_graph: bool, handed_out: set) -> d
         if not retain_graph:
             fn.release()
     return leaf_grads
+
+
+def _apply_hooks(hooks: list, grad, shape, device, dtype):
+    """Run tensor hooks in order; a hook may return a replacement gradient of the same shape and device."""
+    for hook in list(hooks):   # a copy: a hook may remove itself
+        result = hook(Tensor(grad))
+        if result is None:
+            continue
+        result = result.data if isinstance(result, Tensor) else result
+        if tuple(result.shape) != tuple(shape) or backend.device_of(result) != device:
+            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} returned a gradient of shape "
+                               f"{tuple(result.shape)} on {backend.device_of(result)}; the tensor it is "
+                               f"registered on has shape {tuple(shape)} on {device}")
+        grad = result.astype(dtype, copy=False)
+    return grad
 
 
 def _own(grad, handed_out: set):

@@ -255,3 +255,14 @@ def test_a_hook_may_remove_itself():
     x.register_hook(lambda g: calls.append("second"))
     (x * 1).sum().backward()
     assert calls == ["first", "second"]
+
+
+def test_hooks_run_even_when_nobody_holds_the_tensor_any_more():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    hidden = x * 3
+    hidden.register_hook(lambda g: seen.append(g.numpy()))
+    loss = (hidden * 2).exp().sum()
+    del hidden                     # only the graph refers to it now; backward frees links as it goes
+    loss.backward()
+    assert len(seen) == 1 and seen[0].shape == (2,)
