@@ -75,8 +75,7 @@ def load_image(args, size: int, stats) -> tuple[np.ndarray, str]:
     else:
         picture = draw_example("circle", np.random.default_rng([args.seed, 7]), 96)
         description = "a built-in sample (class 'circle')"
-    picture = T.resize_shorter_side(picture, round(size * 256 / 227))
-    pixels = T.to_unit_float(T.center_crop(np.asarray(picture), size))
+    pixels = T.to_unit_float(T.center_crop(T.center_square(picture, round(size * 256 / 227)), size))
     if stats is None:   # an untrained network: normalise with the image's own statistics
         mean, std = pixels.mean(axis=(0, 1)), pixels.std(axis=(0, 1)) + 1e-6
     else:

@@ -50,6 +50,10 @@ class TrainingDiverged(RuntimeError):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    return make_parser().parse_args(argv)
+
+
+def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, help="folder with train/ and val/ in the ImageFolder layout "
                                              "(default: the built-in dataset, generated on first use)")
@@ -82,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mean", choices=["channel", "pixel"], default="channel",
                    help="subtract the per-channel mean (default) or the paper's per-pixel mean image")
     p.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
-    return p.parse_args(argv)
+    return p
 
 
 # ----- set-up ------------------------------------------------------------------------------------
@@ -145,13 +149,15 @@ def progress(iterable, **kwargs):
 # ----- training ----------------------------------------------------------------------------------
 def top_k_errors(scores: np.ndarray, labels: np.ndarray, k: int = 5) -> tuple[int, int]:
     """Numbers of images whose label is not the top-1 guess, and not among the top-k guesses."""
-    k = min(k, scores.shape[1])
     top = np.argsort(-scores, axis=1)[:, :k]
     return int((top[:, 0] != labels).sum()), int((top != labels[:, None]).all(axis=1).sum())
 
 
 def evaluate(model, loader: DataLoader, device: str) -> dict:
-    """Validation loss and top-1/top-5 error; with ten-crop batches, the softmax averaged over the crops."""
+    """Validation loss and top-1/top-5 error; with ten-crop batches, the softmax averaged over the crops.
+
+    top-5 is None with 5 classes or fewer (it would always be 0).  Non-finite outputs raise TrainingDiverged.
+    """
     model.eval()
     loss = top1 = top5 = count = 0
     with mg.no_grad():
@@ -159,13 +165,19 @@ def evaluate(model, loader: DataLoader, device: str) -> dict:
             images = batch.images
             crops = images.shape[1] if images.ndim == 5 else 1
             logits = model(mg.tensor(images.reshape(-1, *images.shape[-3:]), device=device)).numpy()
+            if not np.isfinite(logits).all():
+                raise TrainingDiverged("the network's outputs on the validation images are not finite (NaN or inf)")
             logits = logits.reshape(len(batch.labels), crops, -1).astype(np.float64)
             probs = np.exp(logits - logits.max(axis=2, keepdims=True))
             probs = (probs / probs.sum(axis=2, keepdims=True)).mean(axis=1)
             loss -= np.log(probs[np.arange(len(batch.labels)), batch.labels] + 1e-12).sum()
             e1, e5 = top_k_errors(probs, batch.labels)
             top1, top5, count = top1 + e1, top5 + e5, count + len(batch.labels)
-    return {"val_loss": loss / count, "val_top1_error": top1 / count, "val_top5_error": top5 / count}
+    if count == 0:
+        raise SystemExit("error: none of the validation images could be read (see the warnings above)")
+    classes = probs.shape[1]
+    return {"val_loss": loss / count, "val_top1_error": top1 / count,
+            "val_top5_error": top5 / count if classes > 5 else None}
 
 
 class StopRequest:
@@ -186,13 +198,12 @@ class StopRequest:
         signal.signal(signal.SIGINT, self.previous)
 
 
-def save_checkpoint(path: Path, model, optimizer, schedule, config, classes, stats, history, epoch, next_batch,
-                    best_error) -> None:
-    rng = backend.rng("cpu").bit_generator.state if next_batch else None   # dropout stream, mid-epoch only
+def save_checkpoint(path: Path, model, optimizer, schedule, config, classes, stats, history, epoch, best_error,
+                    position=None) -> None:
+    """position: mid-epoch only, {"next_batch", "batch_size", "train_images", and the epoch's running sums}."""
     mg.save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "config": config, "classes": classes, "stats": stats,
-             "history": history, "epoch": epoch, "next_batch": next_batch, "rng": rng,
-             "best_val_error": best_error}, path)
+             "history": history, "epoch": epoch, "position": position, "best_val_error": best_error}, path)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -215,9 +226,11 @@ def write_pictures(out: Path, history: list, model) -> None:
     left.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     left.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
     left.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    right.plot(epochs, [100 * h["val_top1_error"] for h in history], "o-", label="top-1")
-    right.plot(epochs, [100 * h["val_top5_error"] for h in history], "o-", label="top-5")
-    right.plot(epochs, [100 * (1 - h["train_top1"]) for h in history], "o--", label="top-1 (train)")
+    right.plot(epochs, [100 * h["val_top1_error"] for h in history], "o-", label="top-1 (validation)")
+    if history[0]["val_top5_error"] is not None:
+        right.plot(epochs, [100 * h["val_top5_error"] for h in history], "o-", label="top-5 (validation)")
+    right.plot(epochs, [100 * (1 - h["train_top1"]) for h in history], "o--",
+               label="top-1 (training, running, dropout on)")
     right.set(xlabel="epoch", ylabel="error (%)", title="error", ylim=(0, 100))
     for axis in (left, right):
         axis.grid(alpha=0.3)
@@ -231,6 +244,10 @@ def write_pictures(out: Path, history: list, model) -> None:
 
 def train(args) -> int:
     device = choose_device(args.device)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"error: cannot use --out {args.out}: {err}") from None
     resumed = load_checkpoint(args.resume) if args.resume else None
     config = settings_from(args, device, resumed["config"] if resumed else None)
     root = dataset_root(config)
@@ -242,6 +259,14 @@ def train(args) -> int:
     classes = train_folder.classes
     if resumed and resumed["classes"] != classes:
         raise SystemExit(f"error: {args.resume} was trained on other classes than {root}")
+    if len(train_folder) < config["batch_size"]:
+        raise SystemExit(f"error: the training set has {len(train_folder)} images, fewer than one batch "
+                         f"({config['batch_size']}); use --batch-size {len(train_folder)} or less")
+    position = resumed["position"] if resumed else None
+    if position and (position["batch_size"] != config["batch_size"] or position["train_images"] != len(train_folder)):
+        raise SystemExit(f"error: {args.resume} stopped in the middle of an epoch (batch {position['next_batch']} of "
+                         f"{position['batch_size']} images, {position['train_images']} training images); resume it "
+                         f"with the same --batch-size and data, or from a checkpoint saved at the end of an epoch")
 
     print(f"device {device}; preset '{config['preset']}': AlexNet with {config['towers']} tower(s), width "
           f"{config['width']}, input {config['input_size']}×{config['input_size']}, batch {config['batch_size']}, "
@@ -267,18 +292,20 @@ def train(args) -> int:
     model = AlexNet(len(classes), config["towers"], config["width"], config["input_size"], init=config["init"]).to(device)
     optimizer = mg.optim.SGD(model.parameters(), config["lr"], config["momentum"], config["weight_decay"])
     schedule = mg.optim.ReduceLROnPlateau(optimizer, factor=0.1, patience=config["patience"])
-    history, epoch, next_batch, best_error = [], 0, 0, float("inf")
+    history, epoch, best_error = [], 0, float("inf")
     if resumed:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         schedule.load_state_dict(resumed["schedule"])
-        history, epoch, next_batch = resumed["history"], resumed["epoch"], resumed["next_batch"]
-        best_error = resumed["best_val_error"]
+        history, epoch, best_error = resumed["history"], resumed["epoch"], resumed["best_val_error"]
         if args.lr is not None:        # e.g. after a diverged run: continue with a lower learning rate
             optimizer.lr = args.lr
-        print(f"resumed from {args.resume}: epoch {epoch + 1}, batch {next_batch}, learning rate {optimizer.lr:g}")
-    args.out.mkdir(parents=True, exist_ok=True)
+        print(f"resumed from {args.resume}: epoch {epoch + 1}, batch {position['next_batch'] if position else 0}, "
+              f"learning rate {optimizer.lr:g}")
     last, best = args.out / "last.npz", args.out / "best.npz"
+
+    def save(path, epoch, position=None):
+        save_checkpoint(path, model, optimizer, schedule, config, classes, stats, history, epoch, best_error, position)
 
     train_loader = DataLoader(train_source, train_pre, config["batch_size"], shuffle=True, seed=config["seed"],
                               workers=workers, strict=args.strict, drop_last=True)
@@ -286,51 +313,56 @@ def train(args) -> int:
     stop = StopRequest()
     try:
         while epoch < config["epochs"]:
-            mg.manual_seed(config["seed"] * 100_003 + epoch)   # dropout masks: one stream per epoch
-            if next_batch and resumed and resumed["rng"]:
-                backend.rng("cpu").bit_generator.state = resumed["rng"]
             model.train()
-            start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-            bar = progress(train_loader.batches(epoch, next_batch), total=len(train_loader) - next_batch,
+            # the epoch's running sums (carried over when resuming in the middle of an epoch)
+            run = dict(position or {"next_batch": 0, "seen": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0})
+            start = None
+            bar = progress(train_loader.batches(epoch, run["next_batch"]), total=len(train_loader) - run["next_batch"],
                            desc=f"epoch {epoch + 1}/{config['epochs']}")
-            for step, batch in enumerate(bar, start=next_batch):
+            for step, batch in enumerate(bar, start=run["next_batch"]):
+                start = start or time.perf_counter()   # from the first batch on: worker start-up is not training
+                # Dropout masks from (seed, epoch, step): the same on every device and after any resume.
+                mg.manual_seed((config["seed"] * 1_000_003 + epoch) * 1_000_003 + step)
                 logits = model(mg.tensor(batch.images, device=device))
                 loss = F.cross_entropy(logits, batch.labels)
                 value = loss.item()
                 if not np.isfinite(value):
-                    raise TrainingDiverged(
-                        f"the loss became {value} at epoch {epoch + 1}, batch {step + 1} (learning rate "
-                        f"{optimizer.lr:g}). The learning rate is probably too high: try --lr {optimizer.lr / 10:g}. "
-                        f"Nothing was saved after the last good checkpoint ({last if last.exists() else 'none yet'}).")
+                    raise TrainingDiverged(f"the loss became {value} at epoch {epoch + 1}, batch {step + 1}")
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                n = len(batch.labels)
-                seen, loss_sum = seen + n, loss_sum + value * n
-                correct += int((logits.numpy().argmax(axis=1) == batch.labels).sum())
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.1%}",
-                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
+                run["seen"] += len(batch.labels)
+                run["loss_sum"] += value * len(batch.labels)
+                run["correct"] += int((logits.numpy().argmax(axis=1) == batch.labels).sum())
+                run["next_batch"] = step + 1
+                elapsed = run["seconds"] + time.perf_counter() - start
+                bar.set_postfix(loss=f"{run['loss_sum'] / run['seen']:.3f}", train_acc=f"{run['correct'] / run['seen']:.1%}",
+                                img_s=f"{run['seen'] / max(elapsed, 1e-9):.0f}")
                 if stop.requested:
-                    save_checkpoint(last, model, optimizer, schedule, config, classes, stats, history, epoch,
-                                    step + 1, best_error)
+                    run["seconds"] = elapsed
+                    save(last, epoch, dict(run, batch_size=config["batch_size"], train_images=len(train_folder)))
                     print(f"Stopped at epoch {epoch + 1}, batch {step + 1}; saved {last}.\nResume with: "
                           f"python examples/train_alexnet.py --resume {last}")
                     return 130
-            seconds = time.perf_counter() - start
+            train_seconds = run["seconds"] + (time.perf_counter() - start if start else 0.0)
+            position = None
+            val_start = time.perf_counter()
             result = evaluate(model, val_loader, device)
-            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-                   **result, "lr": optimizer.lr, "seconds": seconds, "images_per_s": seen / seconds}
+            row = {"epoch": epoch + 1, "train_loss": run["loss_sum"] / run["seen"], "train_top1": run["correct"] / run["seen"],
+                   **result, "lr": optimizer.lr, "seconds": train_seconds, "images_per_s": run["seen"] / train_seconds}
             history.append(row)
             schedule.step(result["val_top1_error"])
-            epoch, next_batch = epoch + 1, 0
+            epoch += 1
             improved = result["val_top1_error"] < best_error
             best_error = min(best_error, result["val_top1_error"])
-            save_checkpoint(last, model, optimizer, schedule, config, classes, stats, history, epoch, 0, best_error)
+            save(last, epoch)
             if improved:
-                save_checkpoint(best, model, optimizer, schedule, config, classes, stats, history, epoch, 0, best_error)
+                save(best, epoch)
+            top5 = "n/a" if row["val_top5_error"] is None else f"{row['val_top5_error']:6.2%}"
             print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  val top-1 error "
-                  f"{row['val_top1_error']:6.2%}  top-5 error {row['val_top5_error']:6.2%}  lr {row['lr']:.4g}  "
-                  f"{seconds:5.1f} s ({row['images_per_s']:.0f} img/s)" + ("  *best" if improved else ""), flush=True)
+                  f"{row['val_top1_error']:6.2%}  top-5 error {top5}  lr {row['lr']:.4g}  train {train_seconds:5.1f} s "
+                  f"({row['images_per_s']:.0f} img/s), val {time.perf_counter() - val_start:.1f} s"
+                  + ("  *best" if improved else ""), flush=True)
             if optimizer.lr < row["lr"]:
                 print(f"  validation error stopped improving: learning rate divided by 10 -> {optimizer.lr:g}")
             write_metrics(args.out / "metrics.csv", history)
@@ -340,7 +372,9 @@ def train(args) -> int:
                     print(f"  {len(loader.unreadable)} unreadable image(s) skipped so far, e.g. "
                           f"{next(iter(loader.unreadable))}")
     except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err} (learning rate {optimizer.lr:g}). The learning rate is probably too high: try "
+              f"--lr {optimizer.lr / 10:g}. Nothing was saved after the last good checkpoint "
+              f"({last if last.exists() else 'none yet'}).", file=sys.stderr)
         return 1
     finally:
         stop.restore()
@@ -389,6 +423,9 @@ def main(argv=None) -> int:
     except UnreadableImage as err:   # only with --strict
         print(f"error: unreadable image {err.path} ({err.reason}); without --strict it would be skipped",
               file=sys.stderr)
+        return 1
+    except TrainingDiverged as err:  # --eval-only on a checkpoint whose weights are not finite
+        print(f"error: {err}", file=sys.stderr)
         return 1
 
 

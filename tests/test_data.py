@@ -13,15 +13,32 @@ from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, Unre
 
 
 # ----- transforms ------------------------------------------------------------------------------------
-def test_resize_shorter_side_keeps_the_aspect_ratio_and_uses_jpeg_draft():
+def test_center_square_uses_jpeg_draft_and_keeps_the_centre(monkeypatch):
+    from PIL import JpegImagePlugin
     buffer = io.BytesIO()
-    Image.new("RGB", (800, 400), (10, 200, 30)).save(buffer, "JPEG")
-    image = Image.open(io.BytesIO(buffer.getvalue()))
-    resized = T.resize_shorter_side(image, 100)
-    assert resized.size == (200, 100)
-    draft = Image.open(io.BytesIO(buffer.getvalue()))
-    draft.draft("RGB", (200, 100))
-    assert draft.size == (200, 100)          # the decoder really can skip 3/4 of the work here
+    pixels = np.zeros((400, 800, 3), np.uint8)
+    pixels[:, 200:600] = 255                       # the central square is white, the sides black
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
+    requests = []
+    original = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft",
+                        lambda self, mode, size: requests.append(size) or original(self, mode, size))
+    square = T.center_square(Image.open(io.BytesIO(buffer.getvalue())), 100)
+    assert requests == [(200, 100)]               # asked the decoder for 1/4 scale
+    assert square.shape == (100, 100, 3) and square.dtype == np.uint8
+    assert square[5:-5, 5:-5].min() > 200         # only the central (white) square was kept
+
+
+def test_unusual_images_become_sensible_rgb():
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    sixteen = Image.fromarray(ramp)               # a 16-bit grey ramp (mode I;16)
+    rgb = T.center_square(sixteen, 32).astype(float)
+    assert abs(rgb.mean() - 127.5) < 8 and rgb.min() < 30 and rgb.max() > 225      # scaled, not clipped to white
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255                                                              # red, but fully transparent
+    assert (T.center_square(Image.fromarray(rgba, "RGBA"), 8) == 255).all()        # on white
+    strip = Image.fromarray(np.full((8, 40000, 3), 90, np.uint8))                   # an extreme aspect ratio
+    assert T.center_square(strip, 256).shape == (256, 256, 3)                       # resamples only the centre
 
 
 def test_center_crop_and_ten_crops_geometry():
@@ -75,10 +92,32 @@ def test_preprocess_modes():
     centre = Preprocess(16, mean, std, "eval")(image, None)
     assert centre.shape == (3, 16, 16) and centre.dtype == np.float32
     np.testing.assert_allclose(centre[:, 0, 0], (image[2, 2] / 255 - 0.5) / 0.25, rtol=1e-6)
-    assert Preprocess(16, mean, std, "ten-crop")(image, None).shape == (10, 3, 16, 16)
-    a = Preprocess(16, mean, std, "train")(image, np.random.default_rng(5))
-    b = Preprocess(16, mean, std, "train")(image, np.random.default_rng(5))
-    np.testing.assert_array_equal(a, b)
+    ten = Preprocess(16, mean, std, "ten-crop")(image, None)
+    expected = [T.to_chw(c, std) for c in T.ten_crops(T.to_unit_float(image) - mean, 16)]
+    np.testing.assert_allclose(ten, np.stack(expected), rtol=1e-6)
+
+
+def test_training_flips_half_of_the_images():
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    plain = T.to_chw(T.to_unit_float(image), std)
+    mirrored = plain[:, :, ::-1]
+    train = Preprocess(8, mean, std, "train")          # crop = the whole image, so only the flip varies
+    flipped = [np.array_equal(train(image, np.random.default_rng(s)), mirrored) for s in range(400)]
+    same = [np.array_equal(train(image, np.random.default_rng(s)), plain) for s in range(400)]
+    assert all(f != k for f, k in zip(flipped, same))  # each output is exactly one of the two
+    assert 0.4 < np.mean(flipped) < 0.6
+
+
+def test_training_colour_noise_shifts_each_image_by_one_colour():
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    pca = (np.array([0.08, 0.02, 0.005], np.float32), np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0].astype(np.float32))
+    plain = T.to_chw(T.to_unit_float(image), std)
+    noisy = Preprocess(8, mean, std, "train", pca, flip=False)(image, np.random.default_rng(3))
+    shift = noisy - plain
+    assert np.abs(shift).max() > 1e-4                                      # something was added
+    np.testing.assert_allclose(shift, shift[:, :1, :1] * np.ones_like(shift), atol=1e-6)   # the same for every pixel
 
 
 # ----- a tiny image tree with a PNG, a corrupt JPEG and a text file ------------------------------------
@@ -209,8 +248,25 @@ def test_image_statistics(tree):
     assert stats["sample_size"] == len(readable) == 11 and stats["pixel_mean"].shape == (32, 32, 3)
     np.testing.assert_allclose(stats["mean"], pixels.mean(axis=(0, 1, 2)), rtol=1e-5)
     np.testing.assert_allclose(stats["std"], pixels.std(axis=(0, 1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(stats["pixel_mean"], pixels.mean(axis=0), rtol=1e-5, atol=1e-7)
     covariance = stats["eigenvectors"] @ np.diag(stats["eigenvalues"]) @ stats["eigenvectors"].T
-    np.testing.assert_allclose(covariance, np.cov(pixels.reshape(-1, 3).T), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(covariance, np.cov(pixels.reshape(-1, 3).T, ddof=0), rtol=1e-3, atol=1e-6)
+
+
+def test_an_interrupted_cache_build_leaves_nothing_behind(tree, tmp_path):
+    folder = ImageFolder(tree, size=32)
+    cache = ImageCache(folder, tmp_path / "cache")
+
+    def dies_halfway():
+        yield 0, folder.load(0)
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        cache.build(dies_halfway())
+    assert not cache.exists() and list((tmp_path / "cache").iterdir()) == []
+    with DataLoader(folder, None, 1) as loader:
+        cache.build(loader.decoded_images())
+    cache.meta_path.write_text('{"unreadable": {')          # damaged metadata: not a cache
+    assert not cache.exists()
 
 
 # ----- the built-in dataset ----------------------------------------------------------------------------

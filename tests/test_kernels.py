@@ -159,8 +159,11 @@ def test_float32_kernels_at_alexnets_lrn_shape(emulated):
 
 # ----- packaging ------------------------------------------------------------------------------------
 def test_the_wheel_ships_the_kernel_sources(tmp_path):
+    source = tmp_path / "src"          # build from a copy: pip wheel leaves build/ in the tree it builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", ".hypothesis",
+                                                                "runs", "__pycache__", ".pytest_cache"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+                             "-w", str(tmp_path), str(source)], capture_output=True, text=True)
     if result.returncode != 0 and "setuptools" in result.stderr:
         pytest.skip("setuptools is not installed in this environment")
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,7 @@
 """examples/train_alexnet.py end to end on a tiny dataset: outputs, resume, NaN, Ctrl-C, evaluation, bad input."""
 import hashlib
+import re
+import types
 import shutil
 import signal
 import subprocess
@@ -49,18 +51,71 @@ def test_a_tiny_run_writes_everything(data, tmp_path, capsys):
     assert Image.open(tmp_path / "curves.png").size == (1000, 400)
 
 
+def assert_same_checkpoints(a, b):
+    for name in a["model"]:
+        np.testing.assert_array_equal(a["model"][name].numpy(), b["model"][name].numpy(), err_msg=name)
+    for name in a["optimizer"]:
+        if name.startswith("velocity"):
+            np.testing.assert_array_equal(a["optimizer"][name].numpy(), b["optimizer"][name].numpy(), err_msg=name)
+    assert a["history"] == b["history"]            # losses, accuracies and errors of every epoch
+    assert a["schedule"] == b["schedule"] and a["best_val_error"] == b["best_val_error"]
+
+
 def test_resume_continues_bit_exactly(data, tmp_path):
     assert run(data, tmp_path / "straight", "--epochs", "2") == 0
     assert run(data, tmp_path / "split", "--epochs", "1") == 0
     assert train_alexnet.main(["--resume", str(tmp_path / "split" / "last.npz"), "--epochs", "2", "--data", str(data),
                                "--out", str(tmp_path / "split"), "--workers", "0", "--cache", "off"]) == 0
     a, b = mg.load(tmp_path / "straight" / "last.npz"), mg.load(tmp_path / "split" / "last.npz")
-    for name in a["model"]:
-        np.testing.assert_array_equal(a["model"][name].numpy(), b["model"][name].numpy(), err_msg=name)
-    for name in a["optimizer"]:
-        if name.startswith("velocity"):
-            np.testing.assert_array_equal(a["optimizer"][name].numpy(), b["optimizer"][name].numpy())
-    assert a["history"][1]["val_top1_error"] == b["history"][1]["val_top1_error"]
+    for history in (a["history"], b["history"]):
+        for row in history:
+            row.pop("seconds"), row.pop("images_per_s")
+    assert_same_checkpoints(a, b)
+
+
+class StopAfter:
+    """Stands in for Ctrl-C: 'requested' turns true at the k-th step's check."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __call__(self):
+        return self
+
+    @property
+    def requested(self):
+        self.steps -= 1
+        return self.steps <= 0
+
+    def restore(self):
+        pass
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 3])   # tiny: 80 images, batches of 16 -> 5 per epoch; 3 = mid-epoch 2
+def test_resume_from_the_middle_of_an_epoch_is_bit_exact(data, tmp_path, monkeypatch, stop_after):
+    flags = ["--epochs", "2", "--batch-size", "16"]
+    assert run(data, tmp_path / "straight", *flags) == 0
+    monkeypatch.setattr(train_alexnet, "StopRequest", StopAfter(5 + stop_after if stop_after == 3 else stop_after))
+    assert run(data, tmp_path / "split", *flags) == 130
+    monkeypatch.undo()
+    position = mg.load(tmp_path / "split" / "last.npz")["position"]
+    assert position["next_batch"] == stop_after
+    assert train_alexnet.main(["--resume", str(tmp_path / "split" / "last.npz"), "--data", str(data), "--out",
+                               str(tmp_path / "split"), "--workers", "0", "--cache", "off"]) == 0
+    a, b = mg.load(tmp_path / "straight" / "last.npz"), mg.load(tmp_path / "split" / "last.npz")
+    for history in (a["history"], b["history"]):
+        for row in history:
+            row.pop("seconds"), row.pop("images_per_s")
+    assert_same_checkpoints(a, b)
+
+
+def test_a_mid_epoch_checkpoint_refuses_another_batch_size(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_alexnet, "StopRequest", StopAfter(2))
+    assert run(data, tmp_path, "--epochs", "1", "--batch-size", "16") == 130
+    monkeypatch.undo()
+    with pytest.raises(SystemExit, match="stopped in the middle of an epoch .* resume it with the same --batch-size"):
+        train_alexnet.main(["--resume", str(tmp_path / "last.npz"), "--batch-size", "32", "--data", str(data),
+                            "--out", str(tmp_path), "--workers", "0", "--cache", "off"])
 
 
 def test_a_nan_loss_stops_with_advice_and_keeps_the_last_checkpoint(data, tmp_path, capsys):
@@ -72,6 +127,51 @@ def test_a_nan_loss_stops_with_advice_and_keeps_the_last_checkpoint(data, tmp_pa
     assert code == 1
     assert "the loss became" in err and "at epoch 2, batch" in err and "try --lr" in err
     assert digest(tmp_path / "last.npz") == before
+
+
+def test_weights_that_turned_nan_on_the_last_step_are_never_saved(data, tmp_path, capsys):
+    # One step per epoch (batch 80 = the whole training set): the loss of that step is finite, the
+    # update makes the weights NaN, and only the evaluation can see it.
+    code = run(data, tmp_path, "--epochs", "2", "--batch-size", "80", "--lr", "1e12")
+    assert code == 1
+    assert "outputs on the validation images are not finite" in capsys.readouterr().err
+    assert not (tmp_path / "last.npz").exists() and not (tmp_path / "best.npz").exists()
+
+
+def test_a_dataset_smaller_than_a_batch_is_refused(data, tmp_path):
+    with pytest.raises(SystemExit, match="the training set has 80 images, fewer than one batch \\(128\\)"):
+        run(data, tmp_path, "--batch-size", "128")
+
+
+def test_top_k_errors_and_ten_crop_averaging():
+    scores = np.array([[0.1, 0.5, 0.2, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01, 0.0],
+                       [0.3, 0.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]])
+    assert train_alexnet.top_k_errors(scores, np.array([1, 9])) == (1, 1)   # row 2: 9 is neither top-1 nor top-5
+    assert train_alexnet.top_k_errors(scores, np.array([2, 0])) == (1, 0)
+
+    class MeanPixel(mg.nn.Module):      # logits = (mean of the crop, 0, 0, 0, 0, 0): differs from crop to crop
+        input_size = 4
+
+        def forward(self, x):
+            m = x.numpy().mean(axis=(1, 2, 3))
+            return mg.tensor(np.stack([m] + [np.zeros_like(m)] * 5, axis=1))
+
+    class OneBatch:
+        def __len__(self):
+            return 1
+
+        def batches(self):
+            images = np.random.default_rng(0).normal(size=(2, 10, 3, 4, 4)).astype(np.float32)
+            yield types.SimpleNamespace(images=images, labels=np.array([0, 3]))
+
+    result = train_alexnet.evaluate(MeanPixel(), OneBatch(), "cpu")
+    images = OneBatch().batches().__next__().images
+    logits = np.zeros((2, 10, 6))
+    logits[..., 0] = images.mean(axis=(2, 3, 4))
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)).mean(axis=1)     # softmax, then average
+    expected_loss = -(np.log(probs[0, 0]) + np.log(probs[1, 3])) / 2
+    assert result["val_loss"] == pytest.approx(expected_loss)
+    assert result["val_top5_error"] is not None
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
@@ -87,7 +187,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
     assert process.returncode == 130, stderr
     assert "Ctrl-C: stopping after this step" in stderr and "Resume with:" in stdout
     checkpoint = mg.load(tmp_path / "last.npz")
-    assert checkpoint["epoch"] >= 1 and checkpoint["next_batch"] >= 1
+    assert checkpoint["epoch"] >= 1 and checkpoint["position"]["next_batch"] >= 1
 
 
 def test_eval_only_with_ten_crops_and_the_per_pixel_mean(data, tmp_path, capsys):
@@ -112,6 +212,16 @@ def test_an_unreadable_image_is_skipped_and_reported_or_stops_a_strict_run(data,
 def test_help_explains_every_flag():
     text = subprocess.run([sys.executable, str(ROOT / "examples" / "train_alexnet.py"), "--help"],
                           capture_output=True, text=True, check=True).stdout
+    parser_flags = set(re.findall(r"--[a-z][a-z-]+", text))
     for flag in ("--data", "--device", "--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--init",
-                 "--preset", "--workers", "--seed", "--out", "--resume", "--eval-only", "--ten-crop", "--strict"):
-        assert flag in text, flag
+                 "--preset", "--workers", "--seed", "--out", "--resume", "--eval-only", "--ten-crop", "--strict",
+                 "--cache", "--cache-dir", "--patience", "--mean", "--width", "--input-size", "--towers"):
+        assert flag in parser_flags, flag
+    for action in train_alexnet.make_parser()._actions:          # and every option has a help text
+        assert action.help and len(action.help) > 10, action.option_strings
+
+
+def test_an_unwritable_out_folder_is_a_clear_error(data, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit, match="error: cannot use --out .*afile/out"):
+        run(data, tmp_path / "afile" / "out")

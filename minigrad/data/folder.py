@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .transforms import center_crop, resize_shorter_side
+from .transforms import center_square
 
 
 class UnreadableImage(Exception):
@@ -57,8 +57,7 @@ class ImageFolder:
         path = self.samples[index][0]
         try:
             with Image.open(path) as image:
-                image = resize_shorter_side(image, self.size)
-                return center_crop(np.asarray(image), self.size)
+                return center_square(image, self.size)
         except Exception as err:   # Pillow reports broken files in many ways (OSError, SyntaxError, ValueError, ...)
             raise UnreadableImage(path, f"{type(err).__name__}: {err}") from None
 
@@ -95,23 +94,38 @@ class ImageCache:
         return self.folder.path(index)
 
     def exists(self) -> bool:
-        return self.array_path.exists() and self.meta_path.exists()
+        """A complete cache: the array and readable metadata (the array is renamed into place last)."""
+        try:
+            return self.array_path.exists() and json.loads(self.meta_path.read_text())["count"] == len(self)
+        except (OSError, ValueError, KeyError):
+            return False
 
     def build(self, images_in_order) -> None:
-        """Write the cache from (index, image or UnreadableImage) pairs covering every index."""
+        """Write the cache from (index, image or UnreadableImage) pairs covering every index.
+
+        Everything goes to temporary files first; the metadata is renamed into place, then the array,
+        so an interrupted build leaves no cache (and no temporary file) behind.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.array_path.with_suffix(f".tmp{os.getpid()}.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self), self.size, self.size, 3))
-        unreadable = {}
-        for index, image in images_in_order:
-            if isinstance(image, UnreadableImage):
-                unreadable[str(index)] = image.reason
-            else:
-                out[index] = image
-        out.flush()
-        del out
-        os.replace(tmp, self.array_path)
-        self.meta_path.write_text(json.dumps({"unreadable": unreadable, "count": len(self)}))
+        tmp_array = self.array_path.with_suffix(f".tmp{os.getpid()}.npy")
+        tmp_meta = self.meta_path.with_suffix(f".tmp{os.getpid()}.json")
+        try:
+            out = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8,
+                                            shape=(len(self), self.size, self.size, 3))
+            unreadable = {}
+            for index, image in images_in_order:
+                if isinstance(image, UnreadableImage):
+                    unreadable[str(index)] = image.reason
+                else:
+                    out[index] = image
+            out.flush()
+            del out
+            tmp_meta.write_text(json.dumps({"unreadable": unreadable, "count": len(self)}))
+            os.replace(tmp_meta, self.meta_path)
+            os.replace(tmp_array, self.array_path)
+        finally:
+            for leftover in (tmp_array, tmp_meta):
+                leftover.unlink(missing_ok=True)
 
     def load(self, index: int) -> np.ndarray:
         if self._images is None:   # opened lazily, so that each worker process maps the file itself

@@ -196,17 +196,26 @@ def image_statistics(source, count: int = 1000, seed: int = 0) -> dict:
 
     Values are in [0, 1] units.  The paper uses the mean of the whole training set; a sample of a
     thousand images gives the same numbers to about three decimals, at a tiny fraction of the cost.
+    Running sums (in float64) keep the memory to one image whatever the sample size.
     """
     indices = np.random.default_rng(seed).permutation(len(source))[:count]
-    images = []
+    images, pixels = 0, 0
+    pixel_sum, rgb_sum, rgb_outer = None, np.zeros(3), np.zeros((3, 3))
     for i in indices:
         try:
-            images.append(T.to_unit_float(source.load(int(i))))
+            image = T.to_unit_float(source.load(int(i))).astype(np.float64)
         except UnreadableImage:
             continue
+        pixel_sum = image if pixel_sum is None else pixel_sum + image
+        flat = image.reshape(-1, 3)
+        rgb_sum += flat.sum(axis=0)
+        rgb_outer += flat.T @ flat
+        images, pixels = images + 1, pixels + len(flat)
     if not images:
         raise ValueError("image_statistics: none of the sampled images could be read")
-    stack = np.stack(images)
-    eigenvalues, eigenvectors = T.rgb_pca(stack)
-    return {"mean": stack.mean(axis=(0, 1, 2)), "pixel_mean": stack.mean(axis=0), "std": stack.std(axis=(0, 1, 2)),
-            "eigenvalues": eigenvalues, "eigenvectors": eigenvectors, "sample_size": len(images)}
+    mean = rgb_sum / pixels
+    covariance = rgb_outer / pixels - np.outer(mean, mean)
+    eigenvalues, eigenvectors = T.pca_of_covariance(covariance)
+    return {"mean": mean.astype(np.float32), "pixel_mean": (pixel_sum / images).astype(np.float32),
+            "std": np.sqrt(np.diag(covariance)).astype(np.float32), "eigenvalues": eigenvalues,
+            "eigenvectors": eigenvectors, "sample_size": images}

@@ -12,19 +12,34 @@ import numpy as np
 from PIL import Image
 
 
-def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
-    """Scale so that the shorter side is ``size`` (paper: 256), keeping the aspect ratio.
+def center_square(image: Image.Image, size: int) -> np.ndarray:
+    """Shorter side scaled to ``size`` and the central size×size square kept (paper §2: 256), as (size, size, 3) uint8.
 
-    For JPEGs, ``draft`` lets the decoder skip detail it would throw away (it decodes at 1/2, 1/4 or
-    1/8 scale), which makes large photos several times cheaper to load.
+    Only the central square of the source is resampled, so a 40000×8 strip costs no more than a square.
+    For JPEGs, ``draft`` lets the decoder skip detail it would throw away (it decodes at 1/2, 1/4 or 1/8
+    scale), which makes large photos several times cheaper to load.
     """
     w, h = image.size
-    scale = size / min(w, h)
-    target = (max(size, round(w * scale)), max(size, round(h * scale)))
-    if image.format == "JPEG" and scale < 0.5:
-        image.draft("RGB", target)   # may decode smaller, never smaller than target
-    image = image.convert("RGB")
-    return image if image.size == target else image.resize(target, Image.BILINEAR)
+    if image.format == "JPEG" and min(w, h) >= 2 * size:
+        image.draft("RGB", (max(size, round(w * size / min(w, h))), max(size, round(h * size / min(w, h)))))
+        w, h = image.size                       # the decoder's reduced size
+    image = to_rgb(image)
+    side = min(w, h)
+    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    return np.asarray(image.resize((size, size), Image.BILINEAR, box=box))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB: 16-bit and float images are scaled (not clipped), and transparent
+    pixels are put on white (not left showing whatever colour lies under them)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 1.0 if image.mode == "F" and values.max() <= 1.0 else (255.0 if values.max() <= 255 else 65535.0)
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -57,10 +72,18 @@ def ten_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
 def rgb_pca(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues λ (descending) and eigenvectors p (columns) of the 3×3 covariance of RGB pixel values.
 
-    pixels: (..., 3), values in [0, 1].  Computed once from a sample of the training set.
+    pixels: (..., 3), values in [0, 1].  (image_statistics does the same from running sums.)
     """
-    flat = pixels.reshape(-1, 3).astype(np.float64)
-    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(flat, rowvar=False))
+    return pca_of_covariance(np.cov(pixels.reshape(-1, 3).astype(np.float64), rowvar=False))
+
+
+def pca_of_covariance(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """λ (descending) and p (columns) of a 3×3 RGB covariance, as float32.
+
+    λ is a variance in the units of the pixels ([0, 1]² here), so the colour noise below shifts a
+    pixel by about α·λ ≈ 0.1·λ: a couple of grey levels for typical images.
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     order = eigenvalues.argsort()[::-1]
     return eigenvalues[order].astype(np.float32), eigenvectors[:, order].astype(np.float32)
 
