@@ -1,0 +1,155 @@
+"""The full two-tower AlexNet on the CPU: minigrad vs PyTorch in one run (training step and forward-only).
+
+    python benchmarks/bench_cpu.py [--batch 32] [--steps 5] [--save benchmarks/results/alexnet-cpu.txt]
+
+Both frameworks get the same weights (PyTorch as the grouped-convolution model with LRN per tower, which
+computes the same function: tests/test_alexnet.py) and the same float32 batch.  A training step is
+forward + cross-entropy + backward + SGD (momentum 0.9, weight decay 5e-4, dropout 0.5); forward-only is
+evaluation mode under no_grad.  The two frameworks alternate step by step, the first step of each is
+dropped, and the median is reported.  Peak memory (max RSS) is measured in a separate process per
+framework, so that neither sees the other's allocations.
+"""
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def build(batch):
+    import torch
+
+    import minigrad as mg
+    from models.alexnet import AlexNet, to_grouped
+    from test_alexnet import torch_alexnet   # the grouped reference model of the equivalence test
+
+    mg.manual_seed(0)
+    ours = AlexNet()
+    theirs = torch_alexnet(2)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in to_grouped(ours.state_dict()).items()})
+    theirs.dropout = torch.nn.Dropout(0.5)
+    images = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype(np.float32)
+    labels = np.arange(batch) % 1000
+    return ours, theirs, images, labels
+
+
+def steps(ours, theirs, images, labels):
+    """(minigrad train, torch train, minigrad forward, torch forward) step functions."""
+    import torch
+
+    import minigrad as mg
+    F = mg.functional
+    opt = mg.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x, tx, ty = mg.tensor(images), torch.tensor(images), torch.tensor(labels)
+
+    def torch_forward_with_dropout(net, x):   # the grouped model of the test has no dropout; add it
+        relu = torch.relu
+        h = net.pool(net.lrn_per_tower(relu(net.conv1(x))))
+        h = net.pool(net.lrn_per_tower(relu(net.conv2(h))))
+        h = net.pool(relu(net.conv5(relu(net.conv4(relu(net.conv3(h)))))))
+        h = net.dropout(relu(net.fc6(h.flatten(1))))
+        return net.fc8(net.dropout(relu(net.fc7(h))))
+
+    def mg_train():
+        ours.train()
+        loss = F.cross_entropy(ours(x), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def torch_train():
+        theirs.train()
+        loss = torch.nn.functional.cross_entropy(torch_forward_with_dropout(theirs, tx), ty)
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    def mg_forward():
+        ours.eval()
+        with mg.no_grad():
+            ours(x)
+
+    def torch_forward():
+        theirs.eval()
+        with torch.no_grad():
+            torch_forward_with_dropout(theirs, tx)
+    return mg_train, torch_train, mg_forward, torch_forward
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def peak_memory(framework: str, batch: int) -> float:
+    """Max RSS in MiB of a fresh process that builds only ``framework``'s model and runs 2 training steps."""
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})
+import numpy as np
+images = np.random.default_rng(0).standard_normal(({batch}, 3, 227, 227)).astype(np.float32)
+labels = np.arange({batch}) % 1000
+if {framework!r} == "minigrad":
+    import minigrad as mg
+    from models.alexnet import AlexNet
+    model = AlexNet()
+    opt = mg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for _ in range(2):
+        loss = mg.functional.cross_entropy(model(mg.tensor(images)), labels); opt.zero_grad(); loss.backward(); opt.step()
+else:
+    import torch
+    from test_alexnet import torch_alexnet
+    model = torch_alexnet(2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for _ in range(2):
+        loss = torch.nn.functional.cross_entropy(model(torch.tensor(images)), torch.tensor(labels))
+        opt.zero_grad(); loss.backward(); opt.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per framework and mode (default 5)")
+    parser.add_argument("--save", help="also write the table to this file")
+    args = parser.parse_args()
+    import torch
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    lines = [f"{platform.machine()}, {os.cpu_count()} cores | Python {platform.python_version()} | NumPy {np.__version__} "
+             f"({blas}) | PyTorch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"full two-tower AlexNet, batch {args.batch}, 227×227, float32; median of {args.steps} steps after 1 warm-up", ""]
+    ours, theirs, images, labels = build(args.batch)
+    mg_train, torch_train, mg_forward, torch_forward = steps(ours, theirs, images, labels)
+    rows = [f"{'':22s} {'minigrad':>10s} {'PyTorch':>10s} {'time ratio':>11s}"]
+    for mode, a, b in (("training step", mg_train, torch_train), ("forward only (eval)", mg_forward, torch_forward)):
+        ours_t, theirs_t = [], []
+        for _ in range(args.steps + 1):
+            ours_t.append(timed(a))
+            theirs_t.append(timed(b))
+        m, t = statistics.median(ours_t[1:]), statistics.median(theirs_t[1:])
+        rows.append(f"{mode + ' img/s':22s} {args.batch / m:10.1f} {args.batch / t:10.1f} {m / t:11.2f}")
+        rows.append(f"{'  raw seconds':22s} {' '.join(f'{v:.2f}' for v in ours_t)}  |  {' '.join(f'{v:.2f}' for v in theirs_t)}")
+    del ours, theirs
+    mem_m, mem_t = peak_memory("minigrad", args.batch), peak_memory("torch", args.batch)
+    rows.append(f"{'peak RSS MiB (train)':22s} {mem_m:10.0f} {mem_t:10.0f} {mem_m / mem_t:11.2f}")
+    lines += rows
+    print("\n".join(lines))
+    if args.save:
+        Path(args.save).write_text(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
