@@ -118,15 +118,19 @@ class Pager:
             except EOFError:            # input ran out: go on without pausing
                 self.interactive = False
                 return
-            if key == "p" and tensor is not None:
-                print(_slice(tensor))
-                continue
-            if key == "c":
+            except KeyboardInterrupt:   # Ctrl-C: like q
+                key = "q"
+            if key == "p":
+                print(_slice(tensor) if tensor is not None else "  (nothing to print at this step)")
+            elif key == "c":
                 self.interactive = False
-            if key == "q":
+            elif key == "q":
                 print("Stopped.")
                 raise SystemExit(0)
-            return
+            elif key == "":
+                return
+            else:
+                print("  keys: Enter = next step, c = continue to the end, p = print a slice of the tensor, q = quit")
 
 
 def _slice(tensor: np.ndarray) -> str:
@@ -201,26 +205,29 @@ def lesson(model, classes, trace, loss, probs, target, description, pager: Pager
     pager.say(f"  target class {target} ('{classes[target]}'): p = {probs[target]:.4f}, cross-entropy loss "
               f"−ln p = {loss:.4f}")
     pager.say("  ∂loss/∂logits = softmax − one-hot(target): every class pushes down except the target, which pulls up.")
-    pager.pause(None)
+    pager.pause(probs[None])
 
     pager.say("\n" + "=" * 30 + " BACKWARD PASS (last layer first) " + "=" * 30)
     for i, r in enumerate(reversed(records), 1):
         norms = r.gradient_norms()
         pager.say(f"\n[{i}/{len(records)}] {r.name} ({r.kind})")
         pager.say(f"  ‖∂L/∂output‖ = {_fmt(norms['output'])}   (shape {' × '.join(map(str, r.output.shape))})")
-        pager.say(f"  ‖∂L/∂input‖  = {_fmt(norms['input'])}   (shape {' × '.join(map(str, r.input.shape))})")
+        shared = (f"; this input feeds {r.input_readers} layers, so this is the sum of their gradients"
+                  if r.input_readers > 1 else "")
+        pager.say(f"  ‖∂L/∂input‖  = {_fmt(norms['input'])}   (shape {' × '.join(map(str, r.input.shape))}{shared})")
         for name, p in r.module.named_parameters():
             pager.say(f"  ‖∂L/∂{name}‖ = {_fmt(norms[name])}   ({r.name}.{name}, shape {p.shape})")
         pager.pause(r.grad_output)
 
     pager.say("\n" + "=" * 30 + " GRADIENT FLOW " + "=" * 30)
-    pager.say("  ‖∂L/∂output‖ at each layer with weights, from the loss back to the image. A steady fall by many orders")
-    pager.say("  of magnitude would be a vanishing gradient; a steady rise, an exploding one.")
-    for r in reversed(records):
-        if r.parameters:
-            norm = r.gradient_norms()["output"]
-            bar = "#" * max(1, min(60, int(round(10 + 4 * np.log10(norm))))) if norm else ""
-            pager.say(f"  {r.name:16s} {_fmt(norm):>10s}  {bar}")
+    pager.say("  ‖∂L/∂output‖ at each layer with weights, from the loss back to the image; each # is a factor of 10^(1/6),")
+    pager.say("  the longest bar the largest norm. Bars shrinking by many decades would be a vanishing gradient; growing, an")
+    pager.say("  exploding one.")
+    flow = [(r.name, r.gradient_norms()["output"]) for r in reversed(records) if r.parameters]
+    largest = max((n for _, n in flow if n), default=1.0)
+    for name, norm in flow:
+        bar = "#" * int(np.clip(round(60 + 6 * np.log10(norm / largest)), 1, 60)) if norm else ""
+        pager.say(f"  {name:16s} {_fmt(norm):>10s}  {bar}")
     image_grad = records[0].gradient_norms()["input"]
     pager.say(f"  {'image':16s} {_fmt(image_grad):>10s}  (how much the loss changes with the pixels)")
 

@@ -9,6 +9,8 @@
 // Thread mapping (both kernels): one thread per (n, y, x) column, walking down the C channels while
 // keeping a running sum over the window: add the term entering at the bottom, drop the one leaving at
 // the top.  Consecutive threads take consecutive x, so every load and store is coalesced.
+// The running sum is kept in double even for float data: after a large value leaves the window, a float
+// sum would keep its rounding error, which can exceed the small values that remain (and make s < 0).
 // Memory passes: forward reads a twice (entering and leaving the window), writes b and s once;
 // backward reads a, s, g twice and writes da once.
 
@@ -19,17 +21,17 @@ __global__ void lrn_forward(const T* __restrict__ a, T* __restrict__ b, T* __res
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < columns;
          t += (long long)blockDim.x * gridDim.x) {
         const long long base = (t / HW) * C * HW + t % HW;   // a[n][0][y][x]
-        T window = T(0);
+        double window = 0.0;
         for (int j = 0; j < after && j < C; ++j) {           // the window of channel 0, less its last term
-            const T v = a[base + (long long)j * HW];
+            const double v = a[base + (long long)j * HW];
             window += v * v;
         }
         for (int c = 0; c < C; ++c) {
             const int enter = c + after, leave = c - before - 1;
-            if (enter < C) { const T v = a[base + (long long)enter * HW]; window += v * v; }
-            if (leave >= 0) { const T v = a[base + (long long)leave * HW]; window -= v * v; }
+            if (enter < C) { const double v = a[base + (long long)enter * HW]; window += v * v; }
+            if (leave >= 0) { const double v = a[base + (long long)leave * HW]; window -= v * v; }
             const long long at = base + (long long)c * HW;
-            const T denominator = k + alpha * window;
+            const T denominator = k + alpha * T(window);
             s[at] = denominator;
             b[at] = a[at] * pow(denominator, -beta);
         }
@@ -44,7 +46,7 @@ __global__ void lrn_backward(const T* __restrict__ a, const T* __restrict__ s, c
          t += (long long)blockDim.x * gridDim.x) {
         const long long base = (t / HW) * C * HW + t % HW;
         // term_j = g_j · b_j / s_j = g_j · a_j · s_j^(−β−1); channel i needs the sum over j in [i − after, i + before]
-        T window = T(0);
+        double window = 0.0;
         for (int j = 0; j < before && j < C; ++j) {
             const long long at = base + (long long)j * HW;
             window += g[at] * a[at] * pow(s[at], -beta - T(1));
@@ -54,7 +56,7 @@ __global__ void lrn_backward(const T* __restrict__ a, const T* __restrict__ s, c
             if (enter < C) { const long long at = base + (long long)enter * HW; window += g[at] * a[at] * pow(s[at], -beta - T(1)); }
             if (leave >= 0) { const long long at = base + (long long)leave * HW; window -= g[at] * a[at] * pow(s[at], -beta - T(1)); }
             const long long at = base + (long long)i * HW;
-            da[at] = g[at] * pow(s[at], -beta) - T(2) * alpha * beta * a[at] * window;
+            da[at] = g[at] * pow(s[at], -beta) - T(2) * alpha * beta * a[at] * T(window);
         }
     }
 }

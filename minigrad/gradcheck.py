@@ -45,8 +45,8 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 def gradient_table(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0) -> list[dict]:
     """The comparison behind gradcheck, one row per input that requires grad (examples/gradcheck_tour.py prints it).
 
-    Row keys: input, shape, abs (max |analytic − numeric|), rel, index (the worst element), analytic and
-    numeric there, status ("ok" or "FAIL").
+    Row keys: input, shape, abs and rel (the largest errors over all elements), index (the worst element:
+    the one that uses most of its tolerance), analytic and numeric there, status ("ok" or "FAIL").
     """
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     for i, x in enumerate(inputs):
@@ -102,9 +102,10 @@ def _as_tuple(outputs) -> tuple:
 
 def _compare(i, shape, analytic, numeric, atol, rtol) -> dict:
     err = np.abs(analytic - numeric)
-    bad = ~(err <= atol + rtol * np.abs(numeric))          # NaN counts as bad
-    excess = np.where(np.isnan(err), np.inf, err - (atol + rtol * np.abs(numeric)))
-    worst = np.unravel_index(np.argmax(excess), shape) if err.size else ()
+    tolerance = atol + rtol * np.abs(numeric)
+    bad = ~(err <= tolerance)                                # NaN counts as bad
+    used = np.where(np.isnan(err), np.inf, err / tolerance)  # the share of its tolerance each element uses
+    worst = np.unravel_index(np.argmax(used), shape) if err.size else ()
     rel = err / np.maximum(np.abs(numeric), 1e-12)
     return {"input": i, "shape": shape, "abs": np.max(err, initial=0.0), "rel": np.max(rel, initial=0.0),
             "index": tuple(int(k) for k in worst),

@@ -29,6 +29,7 @@ class LayerRecord:
     output: np.ndarray = field(repr=False)
     grad_input: np.ndarray | None = field(default=None, repr=False)
     grad_output: np.ndarray | None = field(default=None, repr=False)
+    input_readers: int = 1         # how many recorded layers read this same input tensor (grad_input is their sum)
 
     @property
     def tower(self) -> int | None:
@@ -50,18 +51,15 @@ class LayerRecord:
         return 0
 
     def arithmetic(self) -> str:
-        """How the output shape follows from the input, with the real numbers."""
+        """How the output shape follows from the input, with the real numbers (⌊ ⌋ when the division floors)."""
         m = self.module
         if isinstance(m, (Conv2d, MaxPool2d)):
             kernel = m.kernel_size if isinstance(m, Conv2d) else _pair(m.kernel_size)
             stride = m.stride if isinstance(m, Conv2d) else _pair(m.stride)
             padding = m.padding if isinstance(m, Conv2d) else _pair(m.padding)
-            size, out = self.input.shape[2], self.output.shape[2]
-            text = f"({size} − {kernel[0]} + 2·{padding[0]})/{stride[0]} + 1 = {out}"
-            if self.input.shape[3] != self.input.shape[2] or kernel[0] != kernel[1]:
-                text += (f";  width ({self.input.shape[3]} − {kernel[1]} + 2·{padding[1]})/{stride[1]} + 1 = "
-                         f"{self.output.shape[3]}")
-            return text
+            axes = [_axis_arithmetic(self.input.shape[2 + a], kernel[a], stride[a], padding[a], self.output.shape[2 + a])
+                    for a in (0, 1)]
+            return axes[0] if axes[0] == axes[1] else f"height {axes[0]};  width {axes[1]}"
         if isinstance(m, Linear):
             return f"{m.in_features} inputs → {m.out_features} units"
         if isinstance(m, Flatten):
@@ -97,7 +95,8 @@ class LayerRecord:
                 "n": m.size}
 
     def to_json(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "tower": self.tower, "input_shape": list(self.input.shape),
+        return {"name": self.name, "kind": self.kind, "tower": self.tower, "input_readers": self.input_readers,
+                "input_shape": list(self.input.shape),
                 "output_shape": list(self.output.shape), "arithmetic": self.arithmetic(),
                 "parameters": self.parameters, "macs": self.macs, "statistics": self.statistics(),
                 "gradient_norms": self.gradient_norms(), "lrn_example": self.lrn_example()}
@@ -122,24 +121,37 @@ class Trace:
         return self
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
+        for handle in self._handles:       # module hooks and tensor hooks: nothing stays behind
             handle.remove()
         self._handles = []
+        readers = {}
+        for record in self.records:
+            readers[record.input_id] = readers.get(record.input_id, 0) + 1
+        for record in self.records:
+            record.input_readers = readers[record.input_id]
 
     def _recorder(self, name):
         def record(module, inputs, output):
             x = inputs[0]
             entry = LayerRecord(name, type(module).__name__, module, x.numpy(), output.numpy())
+            entry.input_id = id(x)   # the graph keeps x alive during the pass, so ids are unique
             self.records.append(entry)
             if output.requires_grad:
-                output.register_hook(lambda g: setattr(entry, "grad_output", g.numpy()))
+                self._handles.append(output.register_hook(lambda g: setattr(entry, "grad_output", g.numpy())))
             if isinstance(x, Tensor) and x.requires_grad:
-                x.register_hook(lambda g: setattr(entry, "grad_input", g.numpy()))
+                self._handles.append(x.register_hook(lambda g: setattr(entry, "grad_input", g.numpy())))
         return record
 
 
 def _norm(array) -> float | None:
     return None if array is None else float(np.sqrt((array.astype(np.float64) ** 2).sum()))
+
+
+def _axis_arithmetic(size, kernel, stride, padding, out) -> str:
+    span = size - kernel + 2 * padding
+    if span % stride:
+        return f"⌊({size} − {kernel} + 2·{padding})/{stride}⌋ + 1 = {out}"
+    return f"({size} − {kernel} + 2·{padding})/{stride} + 1 = {out}"
 
 
 def _pair(value):

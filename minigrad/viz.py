@@ -69,7 +69,7 @@ def to_dot(tensor: Tensor, name: str = "output") -> str:
     """
     lines = ["digraph autograd {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     seen, stack = set(), [tensor.grad_fn]
-    lines.append(f'  out [label="{name}\\n{tensor.shape}", shape=oval, style=filled, fillcolor=lightblue];')
+    lines.append(f'  out [label="{_escape(name)}\\n{tensor.shape}", shape=oval, style=filled, fillcolor=lightblue];')
     if tensor.grad_fn is None:
         return "\n".join(lines + ["}"])
     lines.append(f"  f{id(tensor.grad_fn)} -> out;")
@@ -81,7 +81,8 @@ def to_dot(tensor: Tensor, name: str = "output") -> str:
         lines.append(f'  f{id(fn)} [label="{fn.name}", shape=box, style=filled, fillcolor=lightyellow];')
         for x in fn.inputs:
             if x.grad_fn is not None:
-                lines.append(f"  f{id(x.grad_fn)} -> f{id(fn)};")
+                which = f' [label="{x._output_index}"]' if len(x.grad_fn.output_meta) > 1 else ""   # e.g. a split's part
+                lines.append(f"  f{id(x.grad_fn)} -> f{id(fn)}{which};")
                 stack.append(x.grad_fn)
             else:
                 if id(x) not in seen:
@@ -92,6 +93,10 @@ def to_dot(tensor: Tensor, name: str = "output") -> str:
     if tensor.grad_fn.released:
         lines.insert(1, '  label="(backward already ran, so the graph behind this op was freed)";')
     return "\n".join(lines + ["}"])
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def render_dot(dot: str, path) -> str | None:

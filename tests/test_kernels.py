@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigrad as mg
@@ -130,6 +130,9 @@ def test_max_pool_ties_go_first_and_nan_wins(emulated):
     y1, a1 = poisoned((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int32)
     run(emulated, "max_pool_forward", (1, 1), ties, y1, a1, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0, 1, 1)
     assert y1.item() == 5.0 and a1.item() == 0
+    # the CPU agrees: the arg-max of a NaN window is its first NaN
+    y_cpu, a_cpu = cpu.max_pool_forward(x, (2, 2), (1, 1), (0, 0), (2, 2))
+    np.testing.assert_array_equal(a_cpu, argmax)
 
 
 @settings(max_examples=150)
@@ -149,12 +152,22 @@ def test_lrn_forward_and_backward_match_numpy(emulated, size, channels, n, hw, a
     np.testing.assert_allclose(da, cpu.lrn_backward(a, s_expected, g, size, alpha, beta), rtol=1e-10, atol=1e-12)
 
 
-def test_float32_kernels_at_alexnets_lrn_shape(emulated):
-    a = (array(0, (2, 96, 9, 9)) * 3).astype(np.float32)
-    b_expected, s_expected = cpu.lrn_forward(a.astype(np.float64), 5, 1e-4, 0.75, 2.0)
+@pytest.mark.parametrize("alpha, k", [(1e-4, 2.0), (1.0, 1.0), (1.0, 1e-3)])
+def test_float32_running_sums_stay_accurate_after_a_large_channel(emulated, alpha, k):
+    # One channel of 300 among values of ~0.05: once it leaves the window, a float32 running sum
+    # would keep its rounding error (~1e-5), far above what remains; s could even turn negative.
+    a = (np.random.default_rng(0).normal(0, 0.05, (2, 96, 3, 3))).astype(np.float32)
+    a[:, 0] = 300.0
+    b_expected, s_expected = cpu.lrn_forward(a.astype(np.float64), 5, alpha, 0.75, k)
     b, s = poisoned(a.shape, np.float32), poisoned(a.shape, np.float32)
-    run(emulated, "lrn_forward", (7, 32), a, b, s, 2, 96, 81, 2, 2, 1e-4, 0.75, 2.0)
-    np.testing.assert_allclose(b, b_expected, rtol=1e-5, atol=1e-6)     # the running sum stays accurate in float32
+    run(emulated, "lrn_forward", (7, 32), a, b, s, 2, 96, 9, 2, 2, alpha, 0.75, k)
+    np.testing.assert_allclose(s, s_expected, rtol=1e-5)
+    np.testing.assert_allclose(b, b_expected, rtol=1e-5, atol=1e-7)
+    g = np.random.default_rng(1).standard_normal(a.shape).astype(np.float32)
+    da = poisoned(a.shape, np.float32)
+    run(emulated, "lrn_backward", (7, 32), a, s, g, da, 2, 96, 9, 2, 2, alpha, 0.75)
+    expected = cpu.lrn_backward(a.astype(np.float64), s_expected, g.astype(np.float64), 5, alpha, 0.75)
+    np.testing.assert_allclose(da, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
 # ----- packaging ------------------------------------------------------------------------------------
@@ -170,7 +183,8 @@ def test_the_wheel_ships_the_kernel_sources(tmp_path):
     wheel = next(tmp_path.glob("minigrad-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for source in SOURCES:
-        assert f"kernels/{source.name}" in names
+        assert f"minigrad/kernels/{source.name}" in names
+    assert not any(name.startswith("kernels/") for name in names)      # no top-level "kernels" package
 
 
 # ----- on a GPU: CuPy's path against NumPy's --------------------------------------------------------
@@ -210,3 +224,91 @@ def test_alexnet_on_the_gpu_equals_the_cpu():
     for name, p in model.named_parameters():
         scale = np.abs(cpu_grads[name]).max()
         np.testing.assert_allclose(p.grad.numpy(), cpu_grads[name], rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+# ----- minigrad/backend/cuda.py itself, with CuPy played by NumPy and the GPU by the emulator -----------
+class EmulatedRawModule:
+    """Stands in for cupy.RawModule: get_function("im2col<float>") launches the emulated im2col_f32."""
+
+    library = None
+
+    def __init__(self, code, options=(), name_expressions=()):
+        for kernel in ("im2col", "col2im", "lrn_forward", "lrn_backward", "max_pool_forward", "max_pool_backward"):
+            assert f"template __global__ void {kernel}<T>" in code or f"void {kernel}<T>" in code, kernel
+        self.names = set(name_expressions)
+
+    def get_function(self, name):
+        assert name in self.names, f"{name} was not compiled (name_expressions: {sorted(self.names)})"
+        kernel, kind = name[:-1].split("<")
+        function = getattr(self.library, f"{kernel}_{'f32' if kind == 'float' else 'f64'}")
+
+        def launch(grid, block, args):
+            converted = [ctypes.c_int(grid[0]), ctypes.c_int(block[0])]
+            for a in args:
+                if isinstance(a, np.ndarray):
+                    assert a.flags.c_contiguous, f"{name}: a kernel got a non-contiguous array"
+                    converted.append(a.ctypes.data_as(ctypes.c_void_p))
+                elif isinstance(a, np.int32):
+                    converted.append(ctypes.c_int(int(a)))
+                elif isinstance(a, np.float32):
+                    converted.append(ctypes.c_float(float(a)))
+                elif isinstance(a, np.float64):
+                    converted.append(ctypes.c_double(float(a)))
+                else:
+                    raise TypeError(f"{name}: argument {a!r} of type {type(a).__name__} would not reach a kernel "
+                                    "with a fixed C type (pass NumPy scalars)")
+            function(*converted)
+        return launch
+
+
+@pytest.fixture
+def emulated_cuda(emulated, monkeypatch):
+    """minigrad.backend.cuda with a fake 'cupy' module: NumPy arrays, kernels run by the emulator."""
+    import contextlib
+    import types
+    from minigrad.backend import cuda
+    EmulatedRawModule.library = emulated
+    fake = types.SimpleNamespace(
+        empty=np.empty, ascontiguousarray=np.ascontiguousarray, asnumpy=np.asarray,
+        float32=np.float32, float64=np.float64, int32=np.int32, RawModule=EmulatedRawModule,
+        cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0),
+                                   Device=lambda index: contextlib.nullcontext()))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    cuda.cupy.cache_clear()
+    cuda._module.cache_clear()
+    yield cuda
+    cuda.cupy.cache_clear()
+    cuda._module.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])   # one fake for all examples
+@given(geometry=window_geometry(), seed=seeds)
+def test_cuda_backend_wrappers_match_numpy(emulated_cuda, dtype, geometry, seed):
+    cuda = emulated_cuda
+    x_shape, kernel, stride, padding, out_hw = geometry
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    x = array(seed, x_shape, "distinct").astype(dtype)
+    cols = cuda.im2col(x, kernel, stride, padding)
+    np.testing.assert_array_equal(cols, cpu.im2col(x, kernel, stride, padding))
+    np.testing.assert_allclose(cuda.col2im(cols, x_shape, kernel, stride, padding),
+                               cpu.col2im(cols, x_shape, kernel, stride, padding), **tolerance)
+    y, argmax = cuda.max_pool_forward(x, kernel, stride, padding, out_hw)
+    y_cpu, argmax_cpu = cpu.max_pool_forward(x, kernel, stride, padding, out_hw)
+    np.testing.assert_array_equal(y, y_cpu)
+    np.testing.assert_array_equal(argmax, argmax_cpu)
+    gy = array(seed + 1, y.shape).astype(dtype)
+    np.testing.assert_allclose(cuda.max_pool_backward(gy, argmax, x_shape, kernel, stride, padding),
+                               cpu.max_pool_backward(gy, argmax_cpu, x_shape, kernel, stride, padding), **tolerance)
+
+
+def test_cuda_lrn_wrappers_accept_non_contiguous_inputs(emulated_cuda):
+    cuda = emulated_cuda
+    base = array(0, (2, 9, 5, 4)) * 2
+    for a in (base.transpose(0, 1, 3, 2), base[:, :6]):           # transposed, and one group's channels
+        b, s = cuda.lrn_forward(a, 4, 1.0, 0.75, 1.0)
+        b_cpu, s_cpu = cpu.lrn_forward(a, 4, 1.0, 0.75, 1.0)
+        np.testing.assert_allclose(b, b_cpu, rtol=1e-12)
+        g = np.ascontiguousarray(array(1, a.shape)[..., ::-1])[..., ::-1]   # a reversed view: not contiguous
+        np.testing.assert_allclose(cuda.lrn_backward(a, s_cpu, g, 4, 1.0, 0.75),
+                                   cpu.lrn_backward(a, s_cpu, g, 4, 1.0, 0.75), rtol=1e-10, atol=1e-12)

@@ -70,8 +70,10 @@ def max_pool_forward(x, kernel, stride, padding, out_hw):
     for i, j in offsets[1:]:
         np.maximum(y, _offset(x, i, j, stride, out_hw), out=y)      # propagates NaN
     argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw - 1))
+    nan = np.isnan(y)
     for i, j in reversed(offsets):
-        np.copyto(argmax, i * kw + j, where=_offset(x, i, j, stride, out_hw) == y)
+        values = _offset(x, i, j, stride, out_hw)
+        np.copyto(argmax, i * kw + j, where=(values == y) | (nan & np.isnan(values)))   # a NaN window: its first NaN
     return y, argmax
 
 

@@ -76,7 +76,7 @@ THREADS = 256
 @functools.cache
 def _module(device_index: int):
     """kernels/*.cu compiled into one RawModule, once per GPU and process (CuPy also caches on disk)."""
-    import kernels
+    from minigrad import kernels
 
     cp = cupy()
     names = [f"{kernel}<{t}>" for kernel in ("im2col", "col2im", "lrn_forward", "lrn_backward", "max_pool_forward",
@@ -147,7 +147,7 @@ def lrn_forward(a, size, alpha, beta, k):
     """(b, s) as cpu.lrn_forward, in one pass per (n, y, x) column; kernels/lrn.cu."""
     cp = cupy()
     a = cp.ascontiguousarray(a)
-    b, s = cp.empty_like(a), cp.empty_like(a)
+    b, s = cp.empty(a.shape, a.dtype), cp.empty(a.shape, a.dtype)    # C order, whatever a's layout was
     n, c, h, w = a.shape
     _launch("lrn_forward", n * h * w, (a, b, s), (n, c, h * w, size // 2, (size - 1) // 2), (alpha, beta, k))
     return b, s
@@ -155,8 +155,8 @@ def lrn_forward(a, size, alpha, beta, k):
 
 def lrn_backward(a, s, g, size, alpha, beta):
     cp = cupy()
-    da = cp.empty_like(a)
+    a, s, g = cp.ascontiguousarray(a), cp.ascontiguousarray(s), cp.ascontiguousarray(g)   # the kernel indexes NCHW
+    da = cp.empty(a.shape, a.dtype)
     n, c, h, w = a.shape
-    _launch("lrn_backward", n * h * w, (a, s, cp.ascontiguousarray(g), da), (n, c, h * w, size // 2, (size - 1) // 2),
-            (alpha, beta))
+    _launch("lrn_backward", n * h * w, (a, s, g, da), (n, c, h * w, size // 2, (size - 1) // 2), (alpha, beta))
     return da
