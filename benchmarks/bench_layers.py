@@ -52,20 +52,12 @@ def torch_op(kind, settings):
     }[kind]
 
 
-def time_minigrad(op, arrays, needs_grad, upstream):
-    tensors = [mg.tensor(a, requires_grad=(i > 0 or needs_grad)) for i, a in enumerate(arrays)]
+def time_step(make_tensor, op, arrays, needs_grad, upstream) -> float:
+    """Seconds for one forward + backward; make_tensor(array, requires_grad) builds either framework's tensor."""
+    tensors = [make_tensor(a, i > 0 or needs_grad) for i, a in enumerate(arrays)]
     start = time.perf_counter()
     y = op(*tensors)
-    y.backward(mg.tensor(upstream))
-    return time.perf_counter() - start
-
-
-def time_torch(op, arrays, needs_grad, upstream):
-    import torch
-    tensors = [torch.tensor(a, requires_grad=(i > 0 or needs_grad)) for i, a in enumerate(arrays)]
-    start = time.perf_counter()
-    y = op(*tensors)
-    y.backward(torch.tensor(upstream))
+    y.backward(make_tensor(upstream, False))
     return time.perf_counter() - start
 
 
@@ -103,10 +95,11 @@ def main():
             out_shape = op(*[mg.tensor(a) for a in arrays]).shape
         upstream = rng.standard_normal(out_shape).astype(np.float32)
         t_op = torch_op(kind, settings)
+        import torch
         ours, theirs = [], []
         for _ in range(args.repeats + 1):          # the first pair warms caches and allocators, and is dropped
-            ours.append(time_minigrad(op, arrays, needs_grad, upstream))
-            theirs.append(time_torch(t_op, arrays, needs_grad, upstream))
+            ours.append(time_step(lambda a, g: mg.tensor(a, requires_grad=g), op, arrays, needs_grad, upstream))
+            theirs.append(time_step(lambda a, g: torch.tensor(a, requires_grad=g), t_op, arrays, needs_grad, upstream))
         m, t = statistics.median(ours[1:]) * 1e3, statistics.median(theirs[1:]) * 1e3
         total_mg, total_torch = total_mg + m, total_torch + t
         line = f"{name:16s} {str((args.batch, *shape)):>18s} {m:12.1f} {t:10.1f} {m / t:7.2f}"

@@ -29,6 +29,7 @@ class LayerRecord:
     output: np.ndarray = field(repr=False)
     grad_input: np.ndarray | None = field(default=None, repr=False)
     grad_output: np.ndarray | None = field(default=None, repr=False)
+    input_id: int = 0              # id() of the input tensor (the graph keeps it alive during the pass)
     input_readers: int = 1         # how many recorded layers read this same input tensor (grad_input is their sum)
 
     @property
@@ -133,8 +134,7 @@ class Trace:
     def _recorder(self, name):
         def record(module, inputs, output):
             x = inputs[0]
-            entry = LayerRecord(name, type(module).__name__, module, x.numpy(), output.numpy())
-            entry.input_id = id(x)   # the graph keeps x alive during the pass, so ids are unique
+            entry = LayerRecord(name, type(module).__name__, module, x.numpy(), output.numpy(), input_id=id(x))
             self.records.append(entry)
             if output.requires_grad:
                 self._handles.append(output.register_hook(lambda g: setattr(entry, "grad_output", g.numpy())))

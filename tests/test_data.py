@@ -73,7 +73,7 @@ def test_flip_mirrors_left_and_right():
 def test_pca_colour_noise_has_the_papers_statistics():
     rng = np.random.default_rng(0)
     pixels = rng.multivariate_normal([0.5, 0.4, 0.3], [[0.04, 0.02, 0.01], [0.02, 0.03, 0.01], [0.01, 0.01, 0.02]], 20000)
-    eigenvalues, eigenvectors = T.rgb_pca(pixels)
+    eigenvalues, eigenvectors = T.pca_of_covariance(np.cov(pixels.T))
     np.testing.assert_allclose(eigenvectors @ np.diag(eigenvalues) @ eigenvectors.T, np.cov(pixels.T), atol=2e-3)
     assert (np.diff(eigenvalues) <= 0).all()
     image = np.zeros((2, 2, 3), np.float32)

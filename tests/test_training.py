@@ -29,7 +29,7 @@ def test_a_two_layer_cnn_learns_bar_directions():
                         nn.Linear(16 * 3 * 3, 4))
     opt = mg.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     losses = []
-    for epoch in range(6):
+    for _epoch in range(6):
         order = rng.permutation(len(y_train))
         for start in range(0, len(order), 32):
             batch = order[start:start + 32]

@@ -71,9 +71,13 @@ def max_pool_forward(x, kernel, stride, padding, out_hw):
         np.maximum(y, _offset(x, i, j, stride, out_hw), out=y)      # propagates NaN
     argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw - 1))
     nan = np.isnan(y)
+    has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
     for i, j in reversed(offsets):
         values = _offset(x, i, j, stride, out_hw)
-        np.copyto(argmax, i * kw + j, where=(values == y) | (nan & np.isnan(values)))   # a NaN window: its first NaN
+        where = values == y
+        if has_nan:
+            where |= nan & np.isnan(values)   # a NaN window: its arg-max is its first NaN
+        np.copyto(argmax, i * kw + j, where=where)
     return y, argmax
 
 

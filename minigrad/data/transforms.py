@@ -69,17 +69,10 @@ def ten_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
     return crops + [horizontal_flip(c) for c in crops]
 
 
-def rgb_pca(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues λ (descending) and eigenvectors p (columns) of the 3×3 covariance of RGB pixel values.
-
-    pixels: (..., 3), values in [0, 1].  (image_statistics does the same from running sums.)
-    """
-    return pca_of_covariance(np.cov(pixels.reshape(-1, 3).astype(np.float64), rowvar=False))
-
-
 def pca_of_covariance(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """λ (descending) and p (columns) of a 3×3 RGB covariance, as float32.
 
+    Computed once from the running sums of a training sample (loader.image_statistics).
     λ is a variance in the units of the pixels ([0, 1]² here), so the colour noise below shifts a
     pixel by about α·λ ≈ 0.1·λ: a couple of grey levels for typical images.
     """
