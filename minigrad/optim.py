@@ -39,11 +39,14 @@ class SGD:
                 xp = backend.xp(w.data)
                 if self.velocity[i] is None:
                     self.velocity[i] = xp.zeros_like(w.data)
-                v = self.velocity[i]
-                v *= self.momentum
-                v -= (self.weight_decay * self.lr) * w.data
-                v -= self.lr * w.grad.data
-                w.data += v
+                backend.primitives(w.data).in_chunks(self._update, w.data, w.grad.data, self.velocity[i])
+
+    def _update(self, w, grad, v) -> None:
+        """The formula above, in place on arrays (or on blocks of their rows: ``in_chunks``)."""
+        v *= self.momentum
+        v -= (self.weight_decay * self.lr) * w
+        v -= self.lr * grad
+        w += v
 
     def zero_grad(self) -> None:
         for w in self.params:

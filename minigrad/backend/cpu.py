@@ -4,9 +4,82 @@ Ops are written once against ``xp`` (numpy or cupy); only the few operations who
 implementation differs between the two libraries live here and in ``cuda.py``, under the
 same names and signatures.  The loops here run over kernel offsets (kh·kw of them) or
 window positions (n of them), never over pixels, channels or the batch.
+
+Every core works: NumPy's element-wise loops and copies run on one core, but they release the
+GIL, so the primitives split the batch into one part per core and run the parts on threads
+(``over_batch``).  The matmuls need no help: BLAS already uses every core.
 """
+import ctypes
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+SMALL = 1 << 15    # elements below which one thread is faster than handing out the work
+
+
+@functools.cache
+def _workers():
+    return ThreadPoolExecutor(CORES - 1, thread_name_prefix="minigrad-cpu")
+
+
+def over_batch(array, work) -> None:
+    """Call ``work(part)`` for slices ``part`` of ``range(len(array))`` that together cover the batch,
+    one per core, and wait for all of them.  ``work`` must only write where its part says."""
+    n = len(array)
+    pieces = min(n, CORES) if array.size >= SMALL else 1
+    bounds = [n * k // pieces for k in range(pieces + 1)]
+    parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    others = [_workers().submit(work, part) for part in parts[1:]]
+    work(parts[0])    # the calling thread takes the first part itself
+    for future in others:
+        future.result()
+
+
+def in_chunks(work, *arrays, chunk_bytes=1 << 18) -> None:
+    """Call ``work(*blocks)`` on matching blocks of rows of ``arrays`` (equal length along axis 0), each
+    block about ``chunk_bytes``, spread over the cores.
+
+    For an element-wise formula of several NumPy steps (the optimiser's update): each step on a whole
+    array would stream it through memory again; on cache-sized blocks only the first read and the last
+    write reach memory.
+    """
+    first = arrays[0]
+    if first.ndim == 0:
+        work(*arrays)
+        return
+    rows = max(1, chunk_bytes // max(1, first[0].nbytes))
+
+    def run(part):
+        for start in range(part.start, part.stop, rows):
+            block = slice(start, min(start + rows, part.stop))
+            work(*(a[block] for a in arrays))
+    over_batch(first, run)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep large freed blocks for reuse instead of giving them back to the system.
+
+    A training step allocates and frees the same large arrays (columns, activations) every step.  By
+    default glibc serves each with mmap and returns it on free, so the next step takes a page fault
+    and the kernel zeroes every 4 KiB page again: about a tenth of an AlexNet step on the CPU.  With
+    mmap off, freed blocks stay in the heap and are reused; the process keeps its peak size (as
+    PyTorch's caching allocators do).  No effect outside glibc.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    mallopt(M_MMAP_MAX, 0)
+    mallopt(M_TRIM_THRESHOLD, 2**31 - 1)    # (an int) do not hand the top of the heap back either
+
+
+keep_freed_memory()
 
 
 def scatter_add(target, index, values):
@@ -15,8 +88,16 @@ def scatter_add(target, index, values):
 
 
 def _pad_hw(x, padding, value=0.0):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value) if ph or pw else x
+    (ph, pw), (h, w) = padding, x.shape[2:]
+    if not ph and not pw:
+        return x
+    padded = np.empty((*x.shape[:2], h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+
+    def work(part):
+        padded[part] = value
+        padded[part, :, ph:ph + h, pw:pw + w] = x[part]
+    over_batch(x, work)
+    return padded
 
 
 def _offset(x, i, j, stride, out_hw):
@@ -37,7 +118,9 @@ def im2col(x, kernel, stride, padding):
     kh, kw = kernel
     sh, sw = stride
     windows = sliding_window_view(_pad_hw(x, padding), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, oH, oW, kh, kw)
-    return np.ascontiguousarray(windows.transpose(1, 4, 5, 0, 2, 3))
+    cols = np.empty((x.shape[1], kh, kw, *windows.shape[:1], *windows.shape[2:4]), dtype=x.dtype)
+    over_batch(x, lambda part: np.copyto(cols[:, :, :, part], windows[part].transpose(1, 4, 5, 0, 2, 3)))
+    return cols
 
 
 def col2im(cols, x_shape, kernel, stride, padding):
@@ -48,11 +131,28 @@ def col2im(cols, x_shape, kernel, stride, padding):
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
     out_hw = cols.shape[-2:]
-    dx = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            _offset(dx, i, j, stride, out_hw)[...] += cols[:, i, j].transpose(1, 0, 2, 3)
+    dx = np.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+
+    def work(part):
+        dx[part] = 0
+        for i in range(kh):
+            for j in range(kw):
+                _offset(dx[part], i, j, stride, out_hw)[...] += cols[:, i, j, part].transpose(1, 0, 2, 3)
+    over_batch(dx, work)
     return dx[:, :, ph:ph + h, pw:pw + w]
+
+
+def transposed_copy(x, axes):
+    """``x.transpose(axes)`` as a new C-contiguous array (conv's switch between (N, O, ·) and (O, N, ·))."""
+    out = np.empty([x.shape[a] for a in axes], dtype=x.dtype)
+    batch_axis = axes.index(0)    # the source's batch axis, where it lands in the result
+    view = x.transpose(axes)
+
+    def work(part):
+        index = (slice(None),) * batch_axis + (part,)
+        out[index] = view[index]
+    over_batch(x, work)
+    return out
 
 
 # ----- max-pool -------------------------------------------------------------------------------------
@@ -66,18 +166,24 @@ def max_pool_forward(x, kernel, stride, padding, out_hw):
     kh, kw = kernel
     x = _pad_hw(x, padding, value=-np.inf)
     offsets = [(i, j) for i in range(kh) for j in range(kw)]
-    y = _offset(x, *offsets[0], stride, out_hw).copy()
-    for i, j in offsets[1:]:
-        np.maximum(y, _offset(x, i, j, stride, out_hw), out=y)      # propagates NaN
-    argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw - 1))
-    nan = np.isnan(y)
-    has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
-    for i, j in reversed(offsets):
-        values = _offset(x, i, j, stride, out_hw)
-        where = values == y
-        if has_nan:
-            where |= nan & np.isnan(values)   # a NaN window: its arg-max is its first NaN
-        np.copyto(argmax, i * kw + j, where=where)
+    y = np.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
+    argmax = np.empty(y.shape, dtype=np.min_scalar_type(kh * kw - 1))
+
+    def work(part):
+        xs, ys, args = x[part], y[part], argmax[part]
+        ys[...] = _offset(xs, *offsets[0], stride, out_hw)
+        for i, j in offsets[1:]:
+            np.maximum(ys, _offset(xs, i, j, stride, out_hw), out=ys)      # propagates NaN
+        args[...] = 0
+        nan = np.isnan(ys)
+        has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
+        for i, j in reversed(offsets):
+            values = _offset(xs, i, j, stride, out_hw)
+            where = values == ys
+            if has_nan:
+                where |= nan & np.isnan(values)   # a NaN window: its arg-max is its first NaN
+            np.copyto(args, i * kw + j, where=where)
+    over_batch(x, work)
     return y, argmax
 
 
@@ -85,10 +191,14 @@ def max_pool_backward(gy, argmax, x_shape, kernel, stride, padding):
     """Send each output gradient to the input pixel its window's maximum came from -> (N, C, H, W)."""
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
-    dx = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            _offset(dx, i, j, stride, gy.shape[-2:])[...] += np.where(argmax == i * kw + j, gy, 0)
+    dx = np.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+
+    def work(part):
+        dx[part] = 0
+        for i in range(kh):
+            for j in range(kw):
+                _offset(dx[part], i, j, stride, gy.shape[-2:])[...] += np.where(argmax[part] == i * kw + j, gy[part], 0)
+    over_batch(dx, work)
     return dx[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -99,21 +209,40 @@ def channel_window_sum(x, before, after):
     One shifted add per window position (before + after + 1 of them).
     """
     channels = x.shape[1]
-    padded = np.pad(x, ((0, 0), (before, after), (0, 0), (0, 0)))
-    out = padded[:, :channels].copy()
-    for j in range(1, before + after + 1):
-        out += padded[:, j:j + channels]
+    out = x.copy()
+    for shift in range(1, min(before, channels - 1) + 1):      # channel c − shift, where there is one
+        out[:, shift:] += x[:, :channels - shift]
+    for shift in range(1, min(after, channels - 1) + 1):       # channel c + shift
+        out[:, :channels - shift] += x[:, shift:]
     return out
 
 
 def lrn_forward(a, size, alpha, beta, k):
     """b = a · s^(−β) with s = k + α·Σ_window a² (see functional/lrn.py) -> (b, s)."""
-    s = k + alpha * channel_window_sum(a * a, size // 2, (size - 1) // 2)
-    return a * s ** -beta, s
+    b, s = np.empty_like(a), np.empty_like(a)
+
+    def work(part):
+        s[part] = channel_window_sum(np.square(a[part]), size // 2, (size - 1) // 2)
+        s[part] *= alpha
+        s[part] += k
+        np.power(s[part], -beta, out=b[part])
+        b[part] *= a[part]
+    over_batch(a, work)
+    return b, s
 
 
 def lrn_backward(a, s, g, size, alpha, beta):
     """∂L/∂a_i = g_i·s_i^(−β) − 2αβ·a_i·Σ_{j: i ∈ window(j)} g_j·b_j/s_j, the window turned around for the sum."""
-    scale = s ** -beta
-    g_b_over_s = g * a * scale / s
-    return g * scale - 2 * alpha * beta * a * channel_window_sum(g_b_over_s, (size - 1) // 2, size // 2)
+    ga = np.empty_like(g)
+
+    def work(part):
+        scale = np.power(s[part], -beta)
+        g_scale = g[part] * scale                                  # g·s^(−β)
+        g_b_over_s = g_scale * a[part]
+        g_b_over_s /= s[part]                                      # g·b/s
+        summed = channel_window_sum(g_b_over_s, (size - 1) // 2, size // 2)
+        summed *= a[part]
+        summed *= 2 * alpha * beta
+        np.subtract(g_scale, summed, out=ga[part])
+    over_batch(g, work)
+    return ga

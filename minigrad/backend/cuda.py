@@ -125,6 +125,16 @@ def col2im(cols, x_shape, kernel, stride, padding):
     return dx
 
 
+def in_chunks(work, *arrays):
+    """``work(*arrays)``: CuPy's element-wise kernels already use the whole GPU (cpu.in_chunks splits for the cache)."""
+    work(*arrays)
+
+
+def transposed_copy(x, axes):
+    """``x.transpose(axes)`` as a new C-contiguous array, as cpu.transposed_copy."""
+    return cupy().ascontiguousarray(x.transpose(axes))
+
+
 def max_pool_forward(x, kernel, stride, padding, out_hw):
     """(y, argmax) as cpu.max_pool_forward (argmax as int32); kernels/maxpool.cu."""
     cp = cupy()

@@ -52,11 +52,13 @@ class Conv2d(Function):
         self.w_g = w.reshape(self.groups, o // self.groups, c_g * kh * kw)
         column_bytes = c * kh * kw * self.out_hw[0] * self.out_hw[1] * x.itemsize    # per image
         self.chunk = max(1, min(n, self.max_column_bytes // column_bytes))
-        y = xp.empty((n, o, *self.out_hw), dtype=x.dtype)
+        prims = backend.primitives(x)
+        y_chunks = []
         for start in range(0, n, self.chunk):
             cols = self._columns(x[start:start + self.chunk])
             y_g = self.w_g @ cols                                            # (g, O/g, n·L)
-            y[start:start + self.chunk] = y_g.reshape(o, -1, *self.out_hw).transpose(1, 0, 2, 3)
+            y_chunks.append(prims.transposed_copy(y_g.reshape(o, -1, *self.out_hw), (1, 0, 2, 3)))
+        y = y_chunks[0] if len(y_chunks) == 1 else xp.concatenate(y_chunks)
         if bias:
             y += bias[0].reshape(1, o, 1, 1)
         # Keep what backward will use: the columns (or, in chunks, x to rebuild them) for ∂w, the weights for ∂x.
@@ -80,7 +82,7 @@ class Conv2d(Function):
         gw = xp.zeros(self.w_shape, dtype=gy.dtype) if self.needs_input_grad[1] else None
         for start in range(0, n, self.chunk):
             gy_chunk = gy[start:start + self.chunk]
-            gy_g = gy_chunk.transpose(1, 0, 2, 3).reshape(g, o // g, -1)    # (g, O/g, n·L)
+            gy_g = backend.primitives(gy).transposed_copy(gy_chunk, (1, 0, 2, 3)).reshape(g, o // g, -1)  # (g, O/g, n·L)
             if gx is not None:
                 gcols = self.w_g.transpose(0, 2, 1) @ gy_g                  # (g, K, n·L)
                 gcols = gcols.reshape(self.x_shape[1], kh, kw, len(gy_chunk), *self.out_hw)
