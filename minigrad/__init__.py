@@ -5,6 +5,13 @@
     x = mg.tensor([[1.0, 2.0]], requires_grad=True)
     loss = F.relu(x @ w).sum(); loss.backward(); x.grad
 """
+import os as _os
+
+# Set before NumPy loads OpenBLAS (it reads this once): after each matmul its worker threads otherwise
+# spin for ~0.1 s, holding the cores on which minigrad's CPU primitives run their own threads
+# (backend/cpu.py) — about a fifth of an AlexNet training step.  2⁴ cycles is OpenBLAS's minimum.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from . import functional, nn, optim, trace, viz
 from .backend import Device, manual_seed
 from .backend import parse_device as device
