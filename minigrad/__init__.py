@@ -6,10 +6,12 @@
     loss = F.relu(x @ w).sum(); loss.backward(); x.grad
 """
 import os as _os
+import sys as _sys
 
-# Set before NumPy loads OpenBLAS (it reads this once): after each matmul its worker threads otherwise
-# spin for ~0.1 s, holding the cores on which minigrad's CPU primitives run their own threads
-# (backend/cpu.py) — about a fifth of an AlexNet training step.  2⁴ cycles is OpenBLAS's minimum.
+# OpenBLAS's worker threads spin for ~0.1 s after each matmul, holding the cores on which minigrad's CPU
+# primitives run their own threads (backend/cpu.py): a fifth of an AlexNet training step.  2⁴ cycles is
+# OpenBLAS's shortest spin.  It reads the variable when NumPy loads it; if NumPy came first, it is told below.
+_openblas_told_too_late = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import functional, nn, optim, trace, viz
@@ -27,3 +29,7 @@ __all__ = ["Device", "Function", "GradcheckError", "Tensor", "cat", "concatenate
            "tensor", "zeros"]
 
 __version__ = "0.1.0"
+
+if _openblas_told_too_late:
+    from .backend import cpu as _cpu
+    _cpu.reread_openblas_settings()

@@ -79,6 +79,28 @@ def keep_freed_memory() -> None:
     mallopt(M_TRIM_THRESHOLD, 2**31 - 1)    # (an int) do not hand the top of the heap back either
 
 
+def reread_openblas_settings() -> None:
+    """Make an OpenBLAS that is already loaded re-read its OPENBLAS_* environment variables.
+
+    It reads them once, when it loads; its worker threads take the new settings when the next matmul
+    restarts them after ``blas_thread_shutdown_``.  Linux only (the library is found in /proc/self/maps);
+    a BLAS without these two functions is left as it is.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+            read_environment, stop_threads = library.openblas_read_env, library.blas_thread_shutdown_
+        except (OSError, AttributeError):
+            continue
+        read_environment()
+        stop_threads()
+
+
 keep_freed_memory()
 
 

@@ -1,0 +1,104 @@
+"""The CPU primitives split the batch over threads (backend/cpu.py): the split must not change a single bit.
+
+Gradchecks use arrays too small to be split, so these tests force the threaded path on purpose, with
+parts of unequal size (a batch of 5 over 1, 2 and 3 "cores").
+"""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from minigrad.backend import cpu
+
+
+@pytest.fixture(params=[2, 3], ids=lambda cores: f"{cores}-cores")
+def cores(request, monkeypatch):
+    """Pretend to have this many cores and split even small arrays; the workers are made afresh."""
+    monkeypatch.setattr(cpu, "CORES", request.param)
+    monkeypatch.setattr(cpu, "SMALL", 0)
+    cpu._workers.cache_clear()
+    yield request.param
+    cpu._workers.cache_clear()
+
+
+def single_threaded(fn, *args, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "CORES", 1)
+        return fn(*args)
+
+
+def test_over_batch_covers_every_item_once_with_the_parts_running_at_once(cores):
+    seen = np.zeros(7, dtype=int)
+    all_parts_running = threading.Barrier(cores, timeout=10)   # breaks unless every part is running at the same time
+
+    def work(part):
+        seen[part] += 1
+        all_parts_running.wait()
+    cpu.over_batch(np.zeros((7, 3)), work)
+    np.testing.assert_array_equal(seen, 1)
+
+
+def test_an_error_in_a_worker_reaches_the_caller(cores):
+    def work(part):
+        if part.start > 0:
+            raise ValueError("from a worker")
+    with pytest.raises(ValueError, match="from a worker"):
+        cpu.over_batch(np.zeros(5), work)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((3, 3), (2, 2), (1, 1)), ((5, 5), (1, 1), (2, 2)), ((3, 2), (1, 2), (0, 1))])
+def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4, 9, 8)).astype(np.float32)
+    out_hw = tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(x.shape[2:], kernel, stride, padding))
+    cols = cpu.im2col(x, kernel, stride, padding)
+    np.testing.assert_array_equal(cols, single_threaded(cpu.im2col, x, kernel, stride, padding, monkeypatch=monkeypatch))
+    np.testing.assert_array_equal(cpu.col2im(cols, x.shape, kernel, stride, padding),
+                                  single_threaded(cpu.col2im, cols, x.shape, kernel, stride, padding, monkeypatch=monkeypatch))
+    y, argmax = cpu.max_pool_forward(x, kernel, stride, padding, out_hw)
+    y1, argmax1 = single_threaded(cpu.max_pool_forward, x, kernel, stride, padding, out_hw, monkeypatch=monkeypatch)
+    np.testing.assert_array_equal(y, y1)
+    np.testing.assert_array_equal(argmax, argmax1)
+    np.testing.assert_array_equal(cpu.max_pool_backward(y, argmax, x.shape, kernel, stride, padding),
+                                  single_threaded(cpu.max_pool_backward, y, argmax, x.shape, kernel, stride, padding,
+                                                  monkeypatch=monkeypatch))
+    b, s = cpu.lrn_forward(x, 5, 1e-2, 0.75, 2.0)
+    b1, s1 = single_threaded(cpu.lrn_forward, x, 5, 1e-2, 0.75, 2.0, monkeypatch=monkeypatch)
+    np.testing.assert_array_equal(b, b1)
+    np.testing.assert_array_equal(s, s1)
+    np.testing.assert_array_equal(cpu.lrn_backward(x, s, y.mean() + x, 5, 1e-2, 0.75),
+                                  single_threaded(cpu.lrn_backward, x, s, y.mean() + x, 5, 1e-2, 0.75, monkeypatch=monkeypatch))
+    np.testing.assert_array_equal(cpu.transposed_copy(x, (1, 0, 3, 2)), x.transpose(1, 0, 3, 2))
+
+
+def test_in_chunks_visits_every_row_once_in_small_blocks(cores):
+    w = np.zeros((50, 3))
+    blocks = []
+
+    def add_one(block):
+        block += 1
+        blocks.append(len(block))
+    cpu.in_chunks(add_one, w, chunk_bytes=4 * w[0].nbytes)
+    np.testing.assert_array_equal(w, 1)
+    assert max(blocks) == 4 and sum(blocks) == 50
+
+
+def test_openblas_told_to_stop_spinning_even_when_numpy_came_first():
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when NumPy loads it; minigrad imported later still sets it."""
+    code = """
+import ctypes, sys
+import numpy as np
+np.ones((64, 64)) @ np.ones((64, 64))      # OpenBLAS's threads are up before minigrad comes
+import minigrad
+paths = {line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line.rsplit("/", 1)[-1].lower()}
+libraries = [ctypes.CDLL(p) for p in paths]
+print([lib.openblas_thread_timeout() for lib in libraries if hasattr(lib, "openblas_thread_timeout")])
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    timeouts = eval(result.stdout)
+    if not timeouts:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its thread timeout")
+    assert timeouts == [4] * len(timeouts)
