@@ -178,48 +178,69 @@ def transposed_copy(x, axes):
 
 
 # ----- max-pool -------------------------------------------------------------------------------------
-def max_pool_forward(x, kernel, stride, padding, out_hw):
-    """Max over each window -> (y, argmax), both (N, C, oH, oW).
+def max_pool_forward(x, kernel, stride, padding, out_hw, need_argmax=True):
+    """Max over each window -> (y, argmax), both (N, C, oH, oW); argmax is None unless ``need_argmax``.
 
     argmax holds the window-local offset i·kw + j of the maximum; ties go to the first in row-major
-    order (the offsets are visited last to first and each equal value overwrites).  A NaN in a window
-    makes its output NaN, as in PyTorch: a diverging network must not look healthy.
+    order.  A NaN in a window makes its output NaN, as in PyTorch: a diverging network must not look
+    healthy; the arg-max of such a window is its first NaN.
     """
     kh, kw = kernel
     x = _pad_hw(x, padding, value=-np.inf)
     offsets = [(i, j) for i in range(kh) for j in range(kw)]
     y = np.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
-    argmax = np.empty(y.shape, dtype=np.min_scalar_type(kh * kw - 1))
+    argmax = np.empty(y.shape, dtype=np.min_scalar_type(kh * kw)) if need_argmax else None
 
     def work(part):
-        xs, ys, args = x[part], y[part], argmax[part]
+        xs, ys = x[part], y[part]
         ys[...] = _offset(xs, *offsets[0], stride, out_hw)
         for i, j in offsets[1:]:
             np.maximum(ys, _offset(xs, i, j, stride, out_hw), out=ys)      # propagates NaN
-        args[...] = 0
-        nan = np.isnan(ys)
-        has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
-        for i, j in reversed(offsets):
-            values = _offset(xs, i, j, stride, out_hw)
-            where = values == ys
-            if has_nan:
-                where |= nan & np.isnan(values)   # a NaN window: its arg-max is its first NaN
-            np.copyto(args, i * kw + j, where=where)
+        if need_argmax:
+            _first_argmax(xs, ys, argmax[part], offsets, kw, stride, out_hw)
     over_batch(x, work)
     return y, argmax
 
 
+def _first_argmax(x, y, argmax, offsets, kw, stride, out_hw):
+    """argmax = the first offset k (row-major) whose value equals the window's maximum y.
+
+    Branch-free: each offset that holds the maximum bids kh·kw − k, so the highest bid is the
+    first such offset; three fast whole-array steps per offset (a masked copy is far slower).
+    """
+    bid, best_bid, is_max = np.empty_like(argmax), np.zeros_like(argmax), np.empty(y.shape, dtype=bool)
+    nan = np.isnan(y)
+    has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
+    for k, (i, j) in enumerate(offsets):
+        values = _offset(x, i, j, stride, out_hw)
+        np.equal(values, y, out=is_max)
+        if has_nan:
+            is_max |= nan & np.isnan(values)   # a NaN window: its arg-max is its first NaN
+        np.multiply(is_max, len(offsets) - k, out=bid, dtype=bid.dtype)
+        np.maximum(best_bid, bid, out=best_bid)
+    np.subtract(len(offsets), best_bid, out=argmax, dtype=argmax.dtype)
+
+
 def max_pool_backward(gy, argmax, x_shape, kernel, stride, padding):
-    """Send each output gradient to the input pixel its window's maximum came from -> (N, C, H, W)."""
+    """Send each output gradient to the input pixel its window's maximum came from -> (N, C, H, W).
+
+    One scatter-add: each ∂y lands at its window's start plus the arg-max's offset, in the flattened
+    (padded) image plane; ``np.add.at`` sums where overlapping windows share a maximum.
+    """
     n, c, h, w = x_shape
-    (kh, kw), (ph, pw) = kernel, padding
-    dx = np.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    plane_h, plane_w = h + 2 * ph, w + 2 * pw
+    oh, ow = gy.shape[-2:]
+    dx = np.empty((n, c, plane_h, plane_w), dtype=gy.dtype)
+    window_start = (np.arange(oh) * sh * plane_w)[:, None] + np.arange(ow) * sw          # (oH, oW) in a plane
+    offset_in_plane = np.array([i * plane_w + j for i in range(kh) for j in range(kw)])   # by arg-max
 
     def work(part):
-        dx[part] = 0
-        for i in range(kh):
-            for j in range(kw):
-                _offset(dx[part], i, j, stride, gy.shape[-2:])[...] += np.where(argmax[part] == i * kw + j, gy[part], 0)
+        planes = dx[part].reshape(-1, plane_h * plane_w)     # one row per (image, channel) of this part
+        planes[...] = 0
+        target = window_start + offset_in_plane[argmax[part]].reshape(len(planes), oh, ow)
+        target += (np.arange(len(planes)) * planes.shape[1])[:, None, None]
+        np.add.at(planes.reshape(-1), target.reshape(-1), gy[part].reshape(-1))
     over_batch(dx, work)
     return dx[:, :, ph:ph + h, pw:pw + w]
 

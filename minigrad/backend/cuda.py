@@ -135,8 +135,9 @@ def transposed_copy(x, axes):
     return cupy().ascontiguousarray(x.transpose(axes))
 
 
-def max_pool_forward(x, kernel, stride, padding, out_hw):
-    """(y, argmax) as cpu.max_pool_forward (argmax as int32); kernels/maxpool.cu."""
+def max_pool_forward(x, kernel, stride, padding, out_hw, need_argmax=True):
+    """(y, argmax) as cpu.max_pool_forward (argmax as int32, always: the kernel finds both in one pass);
+    kernels/maxpool.cu."""
     cp = cupy()
     y = cp.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
     argmax = cp.empty(y.shape, dtype=cp.int32)

@@ -20,7 +20,8 @@ class MaxPool2d(Function):
     def forward(self, x):
         self.x_shape = x.shape
         out_hw = tuple(output_size(s, k, st, p) for s, k, st, p in zip(x.shape[2:], self.kernel, self.stride, self.padding))
-        y, self.argmax = backend.primitives(x).max_pool_forward(x, self.kernel, self.stride, self.padding, out_hw)
+        y, self.argmax = backend.primitives(x).max_pool_forward(x, self.kernel, self.stride, self.padding, out_hw,
+                                                                need_argmax=self.needs_input_grad[0])
         return y
 
     def backward(self, gy):
