@@ -39,6 +39,12 @@ def over_batch(array, work) -> None:
         future.result()
 
 
+def over_images(array, work) -> None:
+    """``over_batch``, with each part's images handed to ``work`` one at a time (``work(slice(i, i + 1))``):
+    a formula of several steps then keeps one image's temporaries in the core's cache between steps."""
+    over_batch(array, lambda part: [work(slice(i, i + 1)) for i in range(part.start, part.stop)])
+
+
 def in_chunks(work, *arrays, chunk_bytes=1 << 18) -> None:
     """Call ``work(*blocks)`` on matching blocks of rows of ``arrays`` (equal length along axis 0), each
     block about ``chunk_bytes``, spread over the cores.
@@ -270,7 +276,7 @@ def lrn_forward(a, size, alpha, beta, k):
         s[part] += k
         np.power(s[part], -beta, out=b[part])
         b[part] *= a[part]
-    over_batch(a, work)
+    over_images(a, work)
     return b, s
 
 
@@ -287,5 +293,5 @@ def lrn_backward(a, s, g, size, alpha, beta):
         summed *= a[part]
         summed *= 2 * alpha * beta
         np.subtract(g_scale, summed, out=ga[part])
-    over_batch(g, work)
+    over_images(g, work)
     return ga
