@@ -1,4 +1,4 @@
-"""The full two-tower AlexNet on the CPU: minigrad vs PyTorch in one run (training step and forward-only).
+"""The full two-tower AlexNet on the CPU: minigrad vs PyTorch in one run, then layer by layer.
 
     python benchmarks/bench_cpu.py [--batch 32] [--steps 5] [--save benchmarks/results/alexnet-cpu.txt]
 
@@ -6,12 +6,14 @@ Both frameworks get the same weights (PyTorch as the grouped-convolution model w
 computes the same function: tests/test_alexnet.py) and the same float32 batch.  A training step is
 forward + cross-entropy + backward + SGD (momentum 0.9, weight decay 5e-4, dropout 0.5); forward-only is
 evaluation mode under no_grad.  The two frameworks alternate step by step, the first step of each is
-dropped, and the median is reported.  Peak memory (max RSS) is measured in a separate process per
-framework, so that neither sees the other's allocations.
+dropped, and the median is reported.
+
+Sharing one process is the fair fight, and it helps PyTorch: importing minigrad tells glibc to keep
+freed memory (backend/cpu.py), which spares PyTorch's allocations their page faults too.  So each
+framework is also run alone in a fresh process (training steps, and peak memory, max RSS, there).
+The per-layer table is benchmarks/bench_layers.py's.
 """
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def build(batch):
@@ -92,10 +95,10 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def peak_memory(framework: str, batch: int) -> float:
-    """Peak RSS in MiB of a fresh process that builds only ``framework``'s model and runs 2 training steps."""
+def alone(framework: str, batch: int, steps: int) -> tuple:
+    """(median training-step seconds, peak RSS MiB) of a fresh process that builds only ``framework``'s model."""
     code = f"""
-import sys
+import sys, statistics, time
 sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})
 import numpy as np
 images = np.random.default_rng(0).standard_normal(({batch}, 3, 227, 227)).astype(np.float32)
@@ -105,20 +108,26 @@ if {framework!r} == "minigrad":
     from models.alexnet import AlexNet
     model = AlexNet()
     opt = mg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    for _ in range(2):
+    def step():
         loss = mg.functional.cross_entropy(model(mg.tensor(images)), labels); opt.zero_grad(); loss.backward(); opt.step()
 else:
     import torch
     from test_alexnet import torch_alexnet
     model = torch_alexnet(2)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    for _ in range(2):
+    def step():
         loss = torch.nn.functional.cross_entropy(model(torch.tensor(images)), torch.tensor(labels))
         opt.zero_grad(); loss.backward(); opt.step()
+seconds = []
+for _ in range({steps} + 1):
+    start = time.perf_counter(); step(); seconds.append(time.perf_counter() - start)
 # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the parent's size
-print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+print(statistics.median(seconds[1:]), peak)
 """
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    seconds, peak = map(float, out.split())
+    return seconds, peak
 
 
 def main():
@@ -127,27 +136,30 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps per framework and mode (default 5)")
     parser.add_argument("--save", help="also write the table to this file")
     args = parser.parse_args()
-    import torch
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    lines = [f"{platform.machine()}, {os.cpu_count()} cores | Python {platform.python_version()} | NumPy {np.__version__} "
-             f"({blas}) | PyTorch {torch.__version__}, {torch.get_num_threads()} threads",
+    from bench_layers import layer_table, machine_info
+    lines = [machine_info(),
              f"full two-tower AlexNet, batch {args.batch}, 227×227, float32; median of {args.steps} steps after 1 warm-up", ""]
+    print("\n".join(lines), flush=True)
     ours, theirs, images, labels = build(args.batch)
     mg_train, torch_train, mg_forward, torch_forward = steps(ours, theirs, images, labels)
-    rows = [f"{'':22s} {'minigrad':>10s} {'PyTorch':>10s} {'time ratio':>11s}"]
+    rows = [f"{'one process, alternating':30s} {'minigrad':>10s} {'PyTorch':>10s} {'time ratio':>11s}"]
     for mode, a, b in (("training step", mg_train, torch_train), ("forward only (eval)", mg_forward, torch_forward)):
         ours_t, theirs_t = [], []
         for _ in range(args.steps + 1):
             ours_t.append(timed(a))
             theirs_t.append(timed(b))
         m, t = statistics.median(ours_t[1:]), statistics.median(theirs_t[1:])
-        rows.append(f"{mode + ' img/s':22s} {args.batch / m:10.1f} {args.batch / t:10.1f} {m / t:11.2f}")
-        rows.append(f"{'  raw seconds':22s} {' '.join(f'{v:.2f}' for v in ours_t)}  |  {' '.join(f'{v:.2f}' for v in theirs_t)}")
+        rows.append(f"{'  ' + mode + ' img/s':30s} {args.batch / m:10.1f} {args.batch / t:10.1f} {m / t:11.2f}")
+        rows.append(f"{'    raw seconds':30s} {' '.join(f'{v:.2f}' for v in ours_t)}  |  {' '.join(f'{v:.2f}' for v in theirs_t)}")
+        print("\n".join(rows[-2:]), flush=True)
     del ours, theirs
-    mem_m, mem_t = peak_memory("minigrad", args.batch), peak_memory("torch", args.batch)
-    rows.append(f"{'peak RSS MiB (train)':22s} {mem_m:10.0f} {mem_t:10.0f} {mem_m / mem_t:11.2f}")
-    lines += rows
-    print("\n".join(lines))
+    (step_m, mem_m), (step_t, mem_t) = alone("minigrad", args.batch, args.steps), alone("torch", args.batch, args.steps)
+    rows.append(f"{'each alone in a fresh process':30s}")
+    rows.append(f"{'  training step img/s':30s} {args.batch / step_m:10.1f} {args.batch / step_t:10.1f} {step_m / step_t:11.2f}")
+    rows.append(f"{'  peak RSS MiB (training)':30s} {mem_m:10.0f} {mem_t:10.0f} {mem_m / mem_t:11.2f}")
+    print("\n".join(rows[-3:]) + "\n", flush=True)
+    lines += rows + ["", f"layer by layer (forward + backward), batch {args.batch}, median of {args.steps}"]
+    lines += layer_table(args.batch, args.steps)
     if args.save:
         Path(args.save).write_text(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
 

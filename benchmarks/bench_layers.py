@@ -73,6 +73,35 @@ def machine_info() -> str:
             f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
+def layer_table(batch: int, repeats: int, names=tuple(LAYERS)) -> list:
+    """The table's lines, printed as each layer is done."""
+    import torch
+    rng = np.random.default_rng(0)
+    lines = [f"{'layer':16s} {'input':>18s} {'minigrad ms':>12s} {'torch ms':>10s} {'ratio':>7s}"]
+    print(lines[0], flush=True)
+    total_mg = total_torch = 0.0
+    for name in names:
+        shape, op, kind, param_shapes, needs_grad, settings = LAYERS[name]
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        params = [(rng.standard_normal(s) * 0.01).astype(np.float32) for s in param_shapes]
+        arrays = [x, *params]
+        with mg.no_grad():
+            out_shape = op(*[mg.tensor(a) for a in arrays]).shape
+        upstream = rng.standard_normal(out_shape).astype(np.float32)
+        t_op = torch_op(kind, settings)
+        ours, theirs = [], []
+        for _ in range(repeats + 1):          # the first pair warms caches and allocators, and is dropped
+            ours.append(time_step(lambda a, g: mg.tensor(a, requires_grad=g), op, arrays, needs_grad, upstream))
+            theirs.append(time_step(lambda a, g: torch.tensor(a, requires_grad=g), t_op, arrays, needs_grad, upstream))
+        m, t = statistics.median(ours[1:]) * 1e3, statistics.median(theirs[1:]) * 1e3
+        total_mg, total_torch = total_mg + m, total_torch + t
+        lines.append(f"{name:16s} {str((batch, *shape)):>18s} {m:12.1f} {t:10.1f} {m / t:7.2f}")
+        print(lines[-1], flush=True)
+    lines.append(f"{'sum':16s} {'':>18s} {total_mg:12.1f} {total_torch:10.1f} {total_mg / total_torch:7.2f}")
+    print(lines[-1], flush=True)
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
@@ -80,34 +109,9 @@ def main():
     parser.add_argument("--layers", nargs="*", default=list(LAYERS), help="a subset of the layer names")
     parser.add_argument("--save", help="also write the table to this file")
     args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
     lines = [machine_info(), f"batch {args.batch}, float32, forward+backward, median of {args.repeats}", ""]
-    lines.append(f"{'layer':16s} {'input':>18s} {'minigrad ms':>12s} {'torch ms':>10s} {'ratio':>7s}")
     print("\n".join(lines), flush=True)
-    total_mg = total_torch = 0.0
-    for name in args.layers:
-        shape, op, kind, param_shapes, needs_grad, settings = LAYERS[name]
-        x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
-        params = [(rng.standard_normal(s) * 0.01).astype(np.float32) for s in param_shapes]
-        arrays = [x, *params]
-        with mg.no_grad():
-            out_shape = op(*[mg.tensor(a) for a in arrays]).shape
-        upstream = rng.standard_normal(out_shape).astype(np.float32)
-        t_op = torch_op(kind, settings)
-        import torch
-        ours, theirs = [], []
-        for _ in range(args.repeats + 1):          # the first pair warms caches and allocators, and is dropped
-            ours.append(time_step(lambda a, g: mg.tensor(a, requires_grad=g), op, arrays, needs_grad, upstream))
-            theirs.append(time_step(lambda a, g: torch.tensor(a, requires_grad=g), t_op, arrays, needs_grad, upstream))
-        m, t = statistics.median(ours[1:]) * 1e3, statistics.median(theirs[1:]) * 1e3
-        total_mg, total_torch = total_mg + m, total_torch + t
-        line = f"{name:16s} {str((args.batch, *shape)):>18s} {m:12.1f} {t:10.1f} {m / t:7.2f}"
-        lines.append(line)
-        print(line, flush=True)
-    line = f"{'sum':16s} {'':>18s} {total_mg:12.1f} {total_torch:10.1f} {total_mg / total_torch:7.2f}"
-    lines.append(line)
-    print(line)
+    lines += layer_table(args.batch, args.repeats, args.layers)
     if args.save:
         with open(args.save, "w") as f:
             f.write(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
