@@ -71,6 +71,8 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     np.testing.assert_array_equal(cpu.lrn_backward(x, s, y.mean() + x, 5, 1e-2, 0.75),
                                   single_threaded(cpu.lrn_backward, x, s, y.mean() + x, 5, 1e-2, 0.75, monkeypatch=monkeypatch))
     np.testing.assert_array_equal(cpu.transposed_copy(x, (1, 0, 3, 2)), x.transpose(1, 0, 3, 2))
+    np.testing.assert_array_equal(cpu.relu(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(cpu.relu_backward(y.mean() + x, x), np.where(x > 0, y.mean() + x, 0))
 
 
 def test_in_chunks_visits_every_row_once_in_small_blocks(cores):

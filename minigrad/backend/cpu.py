@@ -134,6 +134,25 @@ def _offset(x, i, j, stride, out_hw):
     return x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
 
 
+# ----- ReLU -----------------------------------------------------------------------------------------
+def relu(x):
+    """max(x, 0), on every core."""
+    if x.ndim == 0:
+        return np.maximum(x, 0)
+    y = np.empty(x.shape, dtype=x.dtype)
+    over_batch(x, lambda part: np.maximum(x[part], 0, out=y[part]))
+    return y
+
+
+def relu_backward(gy, y):
+    """gy where y > 0, else 0, on every core."""
+    if gy.ndim == 0:
+        return gy * (y > 0)
+    gx = np.empty(gy.shape, dtype=gy.dtype)
+    over_batch(gy, lambda part: np.multiply(gy[part], y[part] > 0, out=gx[part]))
+    return gx
+
+
 # ----- convolution ----------------------------------------------------------------------------------
 def im2col(x, kernel, stride, padding):
     """Unfold (N, C, H, W) into columns (C, kh, kw, N, oH, oW):

@@ -130,6 +130,14 @@ def in_chunks(work, *arrays):
     work(*arrays)
 
 
+def relu(x):
+    return cupy().maximum(x, 0)
+
+
+def relu_backward(gy, y):
+    return gy * (y > 0)
+
+
 def transposed_copy(x, axes):
     """``x.transpose(axes)`` as a new C-contiguous array, as cpu.transposed_copy."""
     return cupy().ascontiguousarray(x.transpose(axes))

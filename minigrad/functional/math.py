@@ -124,11 +124,11 @@ class ReLU(Function):
     """y = max(x, 0).   ∂y/∂x = 1 where x > 0, else 0 (0 at x = 0, like PyTorch)."""
 
     def forward(self, x):
-        self.y = backend.xp(x).maximum(x, 0)
+        self.y = backend.primitives(x).relu(x)
         return self.y
 
     def backward(self, gy):
-        return gy * (self.y > 0)
+        return backend.primitives(gy).relu_backward(gy, self.y)
 
 
 class MatMul(Function):
