@@ -39,10 +39,13 @@ def over_batch(array, work) -> None:
         future.result()
 
 
-def over_images(array, work) -> None:
-    """``over_batch``, with each part's images handed to ``work`` one at a time (``work(slice(i, i + 1))``):
-    a formula of several steps then keeps one image's temporaries in the core's cache between steps."""
-    over_batch(array, lambda part: [work(slice(i, i + 1)) for i in range(part.start, part.stop)])
+def over_images(array, work, group_bytes=1 << 20) -> None:
+    """``over_batch``, with each part handed to ``work`` a few images at a time (about ``group_bytes``,
+    at least one image): a formula of several steps then keeps the group's temporaries in the core's
+    cache from one step to the next."""
+    per_group = max(1, group_bytes // max(1, array[0].nbytes)) if array.ndim else 1
+    over_batch(array, lambda part: [work(slice(i, min(i + per_group, part.stop)))
+                                    for i in range(part.start, part.stop, per_group)])
 
 
 def in_chunks(work, *arrays, chunk_bytes=1 << 18) -> None:
