@@ -104,3 +104,24 @@ print([lib.openblas_thread_timeout() for lib in libraries if hasattr(lib, "openb
     if not timeouts:
         pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its thread timeout")
     assert timeouts == [4] * len(timeouts)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_workers():
+    """The parent's worker threads do not exist in a forked child; work handed to them would never run."""
+    code = """
+import os, numpy as np
+from minigrad.backend import cpu
+cpu.SMALL, cpu.CORES = 0, 2
+cpu.over_batch(np.zeros(4), lambda part: None)      # the parent's workers are up
+pid = os.fork()
+if pid == 0:
+    seen = np.zeros(4)
+    def work(part):
+        seen[part] += 1
+    cpu.over_batch(seen, work)
+    os._exit(0 if (seen == 1).all() else 1)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "0", result.stderr

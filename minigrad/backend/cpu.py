@@ -26,6 +26,10 @@ def _workers():
     return ThreadPoolExecutor(CORES - 1, thread_name_prefix="minigrad-cpu")
 
 
+if hasattr(os, "register_at_fork"):     # a forked child has none of the parent's threads: it makes its own
+    os.register_at_fork(after_in_child=_workers.cache_clear)
+
+
 def over_batch(array, work) -> None:
     """Call ``work(part)`` for slices ``part`` of ``range(len(array))`` that together cover the batch,
     one per core, and wait for all of them.  ``work`` must only write where its part says."""
