@@ -125,3 +125,25 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "0", result.stderr
+
+
+def test_empty_batches_odd_dtypes_and_empty_parameters_still_work(cores):
+    """Found in review: the threaded code first failed on each of these (the old code handled them)."""
+    import minigrad as mg
+    import minigrad.functional as F
+    empty = mg.tensor(np.ones((0, 2, 4, 4), np.float32), requires_grad=True)
+    y = F.conv2d(empty, mg.tensor(np.ones((3, 2, 3, 3), np.float32), requires_grad=True), padding=1)
+    y.sum().backward()
+    assert y.shape == (0, 3, 4, 4) and empty.grad.shape == (0, 2, 4, 4)
+    z = F.local_response_norm(empty)
+    z.sum().backward()
+    assert z.shape == (0, 2, 4, 4)
+    no_rows = mg.tensor(np.zeros((0, 5), np.float32), requires_grad=True)
+    no_rows.grad = mg.tensor(np.zeros((0, 5), np.float32))
+    mg.optim.SGD([no_rows], lr=0.1).step()
+    relu_of_bools = F.relu(mg.tensor(np.array([True, False]))).numpy()
+    np.testing.assert_array_equal(relu_of_bools, [1, 0])
+    assert relu_of_bools.dtype == np.maximum(np.array([True]), 0).dtype
+    lrn_of_ints = F.local_response_norm(mg.tensor(np.ones((1, 3, 2, 2), np.int64))).numpy()
+    assert lrn_of_ints.dtype == np.float64
+    np.testing.assert_allclose(lrn_of_ints[0, 0, 0, 0], (2 + 1e-4 * 3) ** -0.75)   # channel 0 sees channels 0..2

@@ -34,7 +34,7 @@ def over_batch(array, work) -> None:
     """Call ``work(part)`` for slices ``part`` of ``range(len(array))`` that together cover the batch,
     one per core, and wait for all of them.  ``work`` must only write where its part says."""
     n = len(array)
-    pieces = min(n, CORES) if array.size >= SMALL else 1
+    pieces = max(1, min(n, CORES)) if array.size >= SMALL else 1
     bounds = [n * k // pieces for k in range(pieces + 1)]
     parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     others = [_workers().submit(work, part) for part in parts[1:]]
@@ -43,11 +43,16 @@ def over_batch(array, work) -> None:
         future.result()
 
 
+def _row_bytes(array) -> int:
+    """Bytes of one item along axis 0 (also when the array has none)."""
+    return array.itemsize * int(np.prod(array.shape[1:]))
+
+
 def over_images(array, work, group_bytes=1 << 20) -> None:
     """``over_batch``, with each part handed to ``work`` a few images at a time (about ``group_bytes``,
     at least one image): a formula of several steps then keeps the group's temporaries in the core's
     cache from one step to the next."""
-    per_group = max(1, group_bytes // max(1, array[0].nbytes)) if array.ndim else 1
+    per_group = max(1, group_bytes // max(1, _row_bytes(array)))
     over_batch(array, lambda part: [work(slice(i, min(i + per_group, part.stop)))
                                     for i in range(part.start, part.stop, per_group)])
 
@@ -64,7 +69,7 @@ def in_chunks(work, *arrays, chunk_bytes=1 << 18) -> None:
     if first.ndim == 0:
         work(*arrays)
         return
-    rows = max(1, chunk_bytes // max(1, first[0].nbytes))
+    rows = max(1, chunk_bytes // max(1, _row_bytes(first)))
 
     def run(part):
         for start in range(part.start, part.stop, rows):
@@ -146,7 +151,7 @@ def relu(x):
     """max(x, 0), on every core."""
     if x.ndim == 0:
         return np.maximum(x, 0)
-    y = np.empty(x.shape, dtype=x.dtype)
+    y = np.empty(x.shape, dtype=np.result_type(x.dtype, 0))    # bool -> int, as np.maximum(x, 0)
     over_batch(x, lambda part: np.maximum(x[part], 0, out=y[part]))
     return y
 
@@ -294,7 +299,8 @@ def channel_window_sum(x, before, after):
 
 def lrn_forward(a, size, alpha, beta, k):
     """b = a · s^(−β) with s = k + α·Σ_window a² (see functional/lrn.py) -> (b, s)."""
-    b, s = np.empty_like(a), np.empty_like(a)
+    dtype = np.result_type(a.dtype, alpha)     # an integer input gives float64, as a·α would
+    b, s = np.empty(a.shape, dtype), np.empty(a.shape, dtype)
 
     def work(part):
         s[part] = channel_window_sum(np.square(a[part]), size // 2, (size - 1) // 2)

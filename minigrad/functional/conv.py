@@ -54,7 +54,7 @@ class Conv2d(Function):
         self.chunk = max(1, min(n, self.max_column_bytes // column_bytes))
         prims = backend.primitives(x)
         y_chunks = []
-        for start in range(0, n, self.chunk):
+        for start in range(0, max(n, 1), self.chunk):                       # (an empty batch: one empty chunk)
             cols = self._columns(x[start:start + self.chunk])
             y_g = self.w_g @ cols                                            # (g, O/g, n·L)
             y_chunks.append(prims.transposed_copy(y_g.reshape(o, -1, *self.out_hw), (1, 0, 2, 3)))
@@ -72,7 +72,7 @@ class Conv2d(Function):
         """im2col of x as (g, K, n·L)."""
         kh, kw = self.w_shape[2:]
         cols = backend.primitives(x).im2col(x, (kh, kw), self.stride, self.padding)
-        return cols.reshape(self.groups, -1, cols.shape[3] * cols.shape[4] * cols.shape[5])
+        return cols.reshape(self.groups, cols.shape[0] * kh * kw // self.groups, cols.shape[3] * cols.shape[4] * cols.shape[5])
 
     def backward(self, gy):
         xp = backend.xp(gy)
