@@ -75,16 +75,26 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     np.testing.assert_array_equal(cpu.relu_backward(y.mean() + x, x), np.where(x > 0, y.mean() + x, 0))
 
 
-def test_in_chunks_visits_every_row_once_in_small_blocks(cores):
+def test_over_blocks_visits_every_row_once_in_small_blocks(cores):
     w = np.zeros((50, 3))
     blocks = []
 
-    def add_one(block):
-        block += 1
-        blocks.append(len(block))
-    cpu.in_chunks(add_one, w, chunk_bytes=4 * w[0].nbytes)
+    def add_one(rows):
+        w[rows] += 1
+        blocks.append(rows.stop - rows.start)
+    cpu.over_blocks(w, add_one, block_bytes=4 * w[0].nbytes)
     np.testing.assert_array_equal(w, 1)
     assert max(blocks) == 4 and sum(blocks) == 50
+
+
+def test_in_chunks_hands_out_matching_rows_of_every_array(cores):
+    rng = np.random.default_rng(0)
+    target, source = np.zeros((70_000, 3)), rng.standard_normal((70_000, 3))   # several 256 KiB blocks
+
+    def copy(target_rows, source_rows):
+        target_rows[...] = source_rows
+    cpu.in_chunks(copy, target, source)
+    np.testing.assert_array_equal(target, source)
 
 
 def test_openblas_told_to_stop_spinning_even_when_numpy_came_first():

@@ -2,8 +2,8 @@
 
 Ops are written once against ``xp`` (numpy or cupy); only the few operations whose best
 implementation differs between the two libraries live here and in ``cuda.py``, under the
-same names and signatures.  The loops here run over kernel offsets (kh·kw of them) or
-window positions (n of them), never over pixels, channels or the batch.
+same names and signatures.  The loops here run over kernel offsets (kh·kw of them), window
+positions (n of them) or cache-sized blocks of the batch, never over pixels or channels.
 
 Every core works: NumPy's element-wise loops and copies run on one core, but they release the
 GIL, so the primitives split the batch into one part per core and run the parts on threads
@@ -32,7 +32,11 @@ if hasattr(os, "register_at_fork"):     # a forked child has none of the parent'
 
 def over_batch(array, work) -> None:
     """Call ``work(part)`` for slices ``part`` of ``range(len(array))`` that together cover the batch,
-    one per core, and wait for all of them.  ``work`` must only write where its part says."""
+    one per core, and wait for all of them.  ``work`` must only write where its part says.
+    A 0-d array has no batch: ``work(...)`` once."""
+    if array.ndim == 0:
+        work(...)
+        return
     n = len(array)
     pieces = max(1, min(n, CORES)) if array.size >= SMALL else 1
     bounds = [n * k // pieces for k in range(pieces + 1)]
@@ -43,39 +47,21 @@ def over_batch(array, work) -> None:
         future.result()
 
 
-def _row_bytes(array) -> int:
-    """Bytes of one item along axis 0 (also when the array has none)."""
-    return array.itemsize * int(np.prod(array.shape[1:]))
-
-
-def over_images(array, work, group_bytes=1 << 20) -> None:
-    """``over_batch``, with each part handed to ``work`` a few images at a time (about ``group_bytes``,
-    at least one image): a formula of several steps then keeps the group's temporaries in the core's
-    cache from one step to the next."""
-    per_group = max(1, group_bytes // max(1, _row_bytes(array)))
-    over_batch(array, lambda part: [work(slice(i, min(i + per_group, part.stop)))
-                                    for i in range(part.start, part.stop, per_group)])
-
-
-def in_chunks(work, *arrays, chunk_bytes=1 << 18) -> None:
-    """Call ``work(*blocks)`` on matching blocks of rows of ``arrays`` (equal length along axis 0), each
-    block about ``chunk_bytes``, spread over the cores.
-
-    For an element-wise formula of several NumPy steps (the optimiser's update): each step on a whole
-    array would stream it through memory again; on cache-sized blocks only the first read and the last
-    write reach memory.
-    """
-    first = arrays[0]
-    if first.ndim == 0:
-        work(*arrays)
+def over_blocks(array, work, block_bytes) -> None:
+    """``over_batch``, with each part handed to ``work`` a block of rows at a time (about ``block_bytes``,
+    at least one row).  For a formula of several NumPy steps: each step over a whole array would stream
+    it through memory again; on a cache-sized block only the first read and the last write reach memory."""
+    if array.ndim == 0:
+        work(...)
         return
-    rows = max(1, chunk_bytes // max(1, _row_bytes(first)))
+    rows = max(1, block_bytes // max(1, array.itemsize * int(np.prod(array.shape[1:]))))
+    over_batch(array, lambda part: [work(slice(i, min(i + rows, part.stop))) for i in range(part.start, part.stop, rows)])
 
-    def run(part):
-        for start in range(part.start, part.stop, rows):
-            block = slice(start, min(start + rows, part.stop))
-            work(*(a[block] for a in arrays))
-    over_batch(first, run)
+
+def in_chunks(work, *arrays) -> None:
+    """Call ``work(*blocks)`` on matching 256 KiB blocks of rows of ``arrays`` (equal length along axis 0),
+    spread over the cores (``over_blocks``): the optimiser's update."""
+    over_blocks(arrays[0], lambda rows: work(*(a[rows] for a in arrays)), block_bytes=1 << 18)
 
 
 def keep_freed_memory() -> None:
@@ -149,8 +135,6 @@ def _offset(x, i, j, stride, out_hw):
 # ----- ReLU -----------------------------------------------------------------------------------------
 def relu(x):
     """max(x, 0), on every core."""
-    if x.ndim == 0:
-        return np.maximum(x, 0)
     y = np.empty(x.shape, dtype=np.result_type(x.dtype, 0))    # bool -> int, as np.maximum(x, 0)
     over_batch(x, lambda part: np.maximum(x[part], 0, out=y[part]))
     return y
@@ -158,8 +142,6 @@ def relu(x):
 
 def relu_backward(gy, y):
     """gy where y > 0, else 0, on every core."""
-    if gy.ndim == 0:
-        return gy * (y > 0)
     gx = np.empty(gy.shape, dtype=gy.dtype)
     over_batch(gy, lambda part: np.multiply(gy[part], y[part] > 0, out=gx[part]))
     return gx
@@ -308,7 +290,7 @@ def lrn_forward(a, size, alpha, beta, k):
         s[part] += k
         np.power(s[part], -beta, out=b[part])
         b[part] *= a[part]
-    over_images(a, work)
+    over_blocks(a, work, block_bytes=1 << 20)    # a few images: their temporaries stay in cache
     return b, s
 
 
@@ -325,5 +307,5 @@ def lrn_backward(a, s, g, size, alpha, beta):
         summed *= a[part]
         summed *= 2 * alpha * beta
         np.subtract(g_scale, summed, out=ga[part])
-    over_images(g, work)
+    over_blocks(g, work, block_bytes=1 << 20)
     return ga
