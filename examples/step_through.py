@@ -150,7 +150,7 @@ def describe(record) -> str:
     elif record.kind == "Linear":
         what = f"{m.out_features} units, each connected to all {m.in_features} inputs"
     elif record.kind == "MaxPool2d":
-        what = f"max over {m.kernel_size}×{m.kernel_size} windows, stride {m.stride} (overlapping: the paper's §3.4)"
+        what = f"max over {m.kernel_size[0]}×{m.kernel_size[1]} windows, stride {m.stride[0]} (overlapping: the paper's §3.4)"
     elif record.kind == "LocalResponseNorm":
         what = f"normalise across {m.size} neighbouring channels (the paper's §3.3)"
     elif record.kind == "ReLU":

@@ -86,7 +86,7 @@ def _flatten(obj: dict, prefix: str, arrays: dict, plain: dict) -> None:
         if isinstance(value, np.generic):   # a NumPy number is stored as a plain number
             value = value.item()
         if isinstance(value, Tensor) or hasattr(value, "__array_interface__") or backend.is_cupy(value):
-            array = backend.to_numpy(value.data if isinstance(value, Tensor) else value)
+            array = np.asarray(backend.to_device(value.data if isinstance(value, Tensor) else value, "cpu"))  # no copy
             if array.dtype.hasobject:
                 raise TypeError(f"mg.save: the array at '{name}' holds Python objects, which only pickle could "
                                 "store; use numbers or strings")

@@ -128,10 +128,12 @@ class Tensor:
         leaf_grads = {self: grad} if self.grad_fn is None else _backpropagate(self, grad, retain_graph, handed_out)
         for leaf, g in leaf_grads.items():
             with backend.device_context(leaf.data):
-                leaf._accumulate(_own(leaf._run_hooks(g), handed_out))
+                leaf._accumulate(leaf._run_hooks(g), handed_out)
 
-    def _accumulate(self, grad) -> None:
-        self.grad = Tensor(grad) if self.grad is None else Tensor(self.grad.data + grad)
+    def _accumulate(self, grad, handed_out: set) -> None:
+        """Add ``grad`` to ``.grad``.  A first gradient is kept as it is (copied only if ``_own`` says so);
+        later ones make a new array, so nothing needs copying then."""
+        self.grad = Tensor(_own(grad, handed_out)) if self.grad is None else Tensor(self.grad.data + grad)
 
     # The graph is keyed by identity: tensors are dict keys in backward, and == is not defined.
     __hash__ = object.__hash__
@@ -205,7 +207,7 @@ def _backpropagate(root: Tensor, grad, retain_graph: bool, handed_out: set) -> d
                     output_grads[i] = _apply_hooks(fn.output_hooks[i], output_grads[i], shape, device, dtype)
                 output = ref()
                 if output is not None and output._retains_grad:
-                    output._accumulate(_own(output_grads[i], handed_out))
+                    output._accumulate(output_grads[i], handed_out)
         with backend.device_context(fn.inputs[0].data):
             input_grads = fn.backward(*output_grads)
         input_grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)

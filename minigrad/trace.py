@@ -55,10 +55,8 @@ class LayerRecord:
         """How the output shape follows from the input, with the real numbers (⌊ ⌋ when the division floors)."""
         m = self.module
         if isinstance(m, (Conv2d, MaxPool2d)):
-            kernel = m.kernel_size if isinstance(m, Conv2d) else _pair(m.kernel_size)
-            stride = m.stride if isinstance(m, Conv2d) else _pair(m.stride)
-            padding = m.padding if isinstance(m, Conv2d) else _pair(m.padding)
-            axes = [_axis_arithmetic(self.input.shape[2 + a], kernel[a], stride[a], padding[a], self.output.shape[2 + a])
+            axes = [_axis_arithmetic(self.input.shape[2 + a], m.kernel_size[a], m.stride[a], m.padding[a],
+                                     self.output.shape[2 + a])
                     for a in (0, 1)]
             return axes[0] if axes[0] == axes[1] else f"height {axes[0]};  width {axes[1]}"
         if isinstance(m, Linear):
@@ -106,7 +104,8 @@ class LayerRecord:
 class Trace:
     """Record every layer of ``model`` while the ``with`` block runs (see the module docstring).
 
-    layers: the module types to record; by default every module without children.
+    layers: the module types to record; by default every layer type minigrad.nn has (modules with children,
+    such as Sequential, are made of those).
     """
 
     def __init__(self, model: Module, layers: tuple = (Conv2d, Linear, LocalResponseNorm, MaxPool2d, ReLU, Dropout,
@@ -153,6 +152,3 @@ def _axis_arithmetic(size, kernel, stride, padding, out) -> str:
         return f"⌊({size} − {kernel} + 2·{padding})/{stride}⌋ + 1 = {out}"
     return f"({size} − {kernel} + 2·{padding})/{stride} + 1 = {out}"
 
-
-def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)

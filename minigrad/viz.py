@@ -31,11 +31,8 @@ def filter_grid(weights, columns: int | None = None, zoom: int = 4, gap: int = 1
         left = b * (columns * tile_w + separator)
         for i, f in enumerate(block):
             f = f[:3].transpose(1, 2, 0) if f.shape[0] == 3 else np.repeat(f[0][..., None], 3, axis=2)
-            low, high = f.min(), f.max()
-            f = ((f - low) / (high - low if high > low else 1) * 255).astype(np.uint8)
-            f = f.repeat(zoom, axis=0).repeat(zoom, axis=1)
             top, x = gap + (i // columns) * tile_h, left + gap + (i % columns) * tile_w
-            image[top:top + kh * zoom, x:x + kw * zoom] = f
+            image[top:top + kh * zoom, x:x + kw * zoom] = _stretched_tile(f, zoom)
     return image
 
 
@@ -54,11 +51,16 @@ def feature_maps(activation, count: int = 8, zoom: int | None = None, columns: i
     gap = 2
     image = np.full((rows * (h * zoom + gap) + gap, columns * (w * zoom + gap) + gap), 255, dtype=np.uint8)
     for i, m in enumerate(maps):
-        low, high = m.min(), m.max()
-        m = ((m - low) / (high - low) * 255).astype(np.uint8) if high > low else np.zeros(m.shape, np.uint8)
         top, left = gap + (i // columns) * (h * zoom + gap), gap + (i % columns) * (w * zoom + gap)
-        image[top:top + h * zoom, left:left + w * zoom] = m.repeat(zoom, axis=0).repeat(zoom, axis=1)
+        image[top:top + h * zoom, left:left + w * zoom] = _stretched_tile(m, zoom)
     return image
+
+
+def _stretched_tile(tile, zoom: int) -> np.ndarray:
+    """``tile`` (H, W[, 3]) stretched to 0..255 as uint8 (a constant tile is black), each pixel zoom×zoom."""
+    low, high = tile.min(), tile.max()
+    tile = ((tile - low) / (high - low if high > low else 1) * 255).astype(np.uint8)
+    return tile.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
 
 def to_dot(tensor: Tensor, name: str = "output") -> str:

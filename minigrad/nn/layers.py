@@ -77,13 +77,15 @@ class LocalResponseNorm(Module):
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        self.padding = pair(padding, "padding")
 
     def forward(self, x):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}" + (f", padding={self.padding}" if self.padding else "")
+        return f"kernel_size={self.kernel_size}, stride={self.stride}" + (f", padding={self.padding}" if any(self.padding) else "")
 
 
 class Dropout(Module):
