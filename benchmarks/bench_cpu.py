@@ -37,9 +37,8 @@ def build(batch):
 
     mg.manual_seed(0)
     ours = AlexNet()
-    theirs = torch_alexnet(2)
+    theirs = torch_alexnet(2, dropout=0.5)
     theirs.load_state_dict({k: torch.tensor(v) for k, v in to_grouped(ours.state_dict()).items()})
-    theirs.dropout = torch.nn.Dropout(0.5)
     images = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype(np.float32)
     labels = np.arange(batch) % 1000
     return ours, theirs, images, labels
@@ -55,14 +54,6 @@ def steps(ours, theirs, images, labels):
     topt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x, tx, ty = mg.tensor(images), torch.tensor(images), torch.tensor(labels)
 
-    def torch_forward_with_dropout(net, x):   # the grouped model of the test has no dropout; add it
-        relu = torch.relu
-        h = net.pool(net.lrn_per_tower(relu(net.conv1(x))))
-        h = net.pool(net.lrn_per_tower(relu(net.conv2(h))))
-        h = net.pool(relu(net.conv5(relu(net.conv4(relu(net.conv3(h)))))))
-        h = net.dropout(relu(net.fc6(h.flatten(1))))
-        return net.fc8(net.dropout(relu(net.fc7(h))))
-
     def mg_train():
         ours.train()
         loss = F.cross_entropy(ours(x), labels)
@@ -72,7 +63,7 @@ def steps(ours, theirs, images, labels):
 
     def torch_train():
         theirs.train()
-        loss = torch.nn.functional.cross_entropy(torch_forward_with_dropout(theirs, tx), ty)
+        loss = torch.nn.functional.cross_entropy(theirs(tx), ty)
         topt.zero_grad()
         loss.backward()
         topt.step()
@@ -85,7 +76,7 @@ def steps(ours, theirs, images, labels):
     def torch_forward():
         theirs.eval()
         with torch.no_grad():
-            torch_forward_with_dropout(theirs, tx)
+            theirs(tx)
     return mg_train, torch_train, mg_forward, torch_forward
 
 
@@ -113,7 +104,7 @@ if {framework!r} == "minigrad":
 else:
     import torch
     from test_alexnet import torch_alexnet
-    model = torch_alexnet(2)
+    model = torch_alexnet(2, dropout=0.5)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     def step():
         loss = torch.nn.functional.cross_entropy(model(torch.tensor(images)), torch.tensor(labels))

@@ -39,7 +39,8 @@ def images_per_second(source, crop, workers, batch=64) -> float:
     pre = Preprocess(crop, np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32), "train",
                      (np.ones(3, np.float32) * 0.01, np.eye(3, dtype=np.float32)))
     with DataLoader(source, pre, batch, shuffle=True, workers=workers) as loader:
-        next(iter(loader.batches(epoch=99)))             # start the workers before timing
+        for _ in loader.batches(epoch=99):                # a whole warm-up epoch: the workers are started, and none
+            pass                                          # of its batches is still being made while we time
         start, count = time.perf_counter(), 0
         for b in loader.batches(epoch=0):
             count += len(b.labels)

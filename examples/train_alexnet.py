@@ -71,8 +71,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="scale every layer's filters/units (overrides the preset)")
     p.add_argument("--input-size", type=int, help="crop size fed to the network (overrides the preset; 32k+3)")
     p.add_argument("--towers", type=int, choices=[1, 2], default=2, help="2: the paper's two towers (default)")
-    p.add_argument("--workers", type=int, default=default_workers(),
-                   help="processes that decode and augment images (default: one per core); 0 = in this process")
+    p.add_argument("--workers", type=int, help="processes that decode and augment images; 0 = in this process "
+                   "(default: one per core beside a GPU; on the CPU none up to 2 cores, else half the cores)")
     p.add_argument("--cache", choices=["auto", "on", "off"], default="auto",
                    help="keep decoded images in one uint8 file after the first pass (auto: when it takes ≤ 4 GiB)")
     p.add_argument("--cache-dir", type=Path, default=cache_home() / "images", help="where the cache files go")
@@ -124,6 +124,11 @@ def dataset_root(config: dict) -> Path:
                                  f"and {root}/val/<class>/<image>")
         return root
     return make_builtin_dataset()
+
+
+def loader_workers(args, device) -> int:
+    """--workers if given, else what suits the device (minigrad.data.default_workers)."""
+    return default_workers(device) if args.workers is None else max(0, args.workers)
 
 
 def image_source(folder: ImageFolder, args, label: str, workers: int):
@@ -284,7 +289,7 @@ def train(args) -> int:
     pca = (stats["eigenvalues"], stats["eigenvectors"])
     train_pre = Preprocess(config["input_size"], stats["mean"], stats["std"], "train", pca)
     val_pre = Preprocess(config["input_size"], stats["mean"], stats["std"], "ten-crop" if args.ten_crop else "eval")
-    workers = max(0, args.workers)
+    workers = loader_workers(args, device)
     train_source = image_source(train_folder, args, "training", workers)
     val_source = image_source(val_folder, args, "validation", workers)
 
@@ -408,7 +413,7 @@ def evaluate_only(args) -> int:
     model.to(device)
     mode = "ten-crop" if args.ten_crop else "eval"
     with DataLoader(val_folder, Preprocess(config["input_size"], stats["mean"], stats["std"], mode),
-                    config["batch_size"], workers=max(0, args.workers), strict=args.strict) as loader:
+                    config["batch_size"], workers=loader_workers(args, device), strict=args.strict) as loader:
         result = evaluate(model, loader, device)
     print(f"{args.eval_only} ({'10 crops' if args.ten_crop else 'centre crop'}, {len(val_folder)} images): "
           f"top-1 error {result['val_top1_error']:.2%}, top-5 error {result['val_top5_error']:.2%}, "

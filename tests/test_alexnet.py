@@ -159,8 +159,9 @@ def test_dropout_only_in_training_mode():
 
 
 # ----- PyTorch as an independent oracle ------------------------------------------------------------
-def torch_alexnet(towers, num_classes=1000):
-    """The grouped-convolution AlexNet in PyTorch: groups=towers on conv2/4/5, LRN per group (α·n), no dropout."""
+def torch_alexnet(towers, num_classes=1000, dropout=0.0):
+    """The grouped-convolution AlexNet in PyTorch: groups=towers on conv2/4/5, LRN per group (α·n), dropout
+    before fc7 and fc8 (none by default, so that outputs can be compared)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
 
@@ -174,6 +175,7 @@ def torch_alexnet(towers, num_classes=1000):
             self.conv5 = nn.Conv2d(384, 256, 3, 1, 1, groups=towers)
             self.fc6, self.fc7, self.fc8 = nn.Linear(9216, 4096), nn.Linear(4096, 4096), nn.Linear(4096, num_classes)
             self.lrn, self.pool = nn.LocalResponseNorm(5, alpha=1e-4 * 5, beta=0.75, k=2.0), nn.MaxPool2d(3, 2)
+            self.dropout = nn.Dropout(dropout)
 
         def lrn_per_tower(self, x):
             return torch.cat([self.lrn(part) for part in x.chunk(towers, dim=1)], dim=1)
@@ -183,7 +185,8 @@ def torch_alexnet(towers, num_classes=1000):
             x = self.pool(self.lrn_per_tower(relu(self.conv1(x))))
             x = self.pool(self.lrn_per_tower(relu(self.conv2(x))))
             x = self.pool(relu(self.conv5(relu(self.conv4(relu(self.conv3(x)))))))
-            return self.fc8(relu(self.fc7(relu(self.fc6(x.flatten(1))))))
+            x = self.dropout(relu(self.fc6(x.flatten(1))))
+            return self.fc8(self.dropout(relu(self.fc7(x))))
     return GroupedAlexNet()
 
 
