@@ -19,24 +19,35 @@ import numpy as np
 import minigrad as mg
 import minigrad.functional as F
 
-# name: (input shape at batch 1, minigrad op, torch op, parameter shapes, input needs grad)
+# name: (input shape at batch 1, kind of op, parameter shapes, input needs grad, conv settings)
 LAYERS = {
-    "conv1 11/4":     ((3, 227, 227), lambda x, w, b: F.conv2d(x, w, b, 4, 0), "conv", ((96, 3, 11, 11), (96,)), False, dict(stride=4, padding=0, groups=1)),
-    "relu1":          ((96, 55, 55), lambda x: F.relu(x), "relu", (), True, {}),
-    "lrn1":           ((96, 55, 55), lambda x: F.local_response_norm(x), "lrn", (), True, {}),
-    "pool1 3/2":      ((96, 55, 55), lambda x: F.max_pool2d(x, 3, 2), "pool", (), True, {}),
-    "conv2 5/1/2 g2": ((96, 27, 27), lambda x, w, b: F.conv2d(x, w, b, 1, 2, 2), "conv", ((256, 48, 5, 5), (256,)), True, dict(stride=1, padding=2, groups=2)),
-    "lrn2":           ((256, 27, 27), lambda x: F.local_response_norm(x), "lrn", (), True, {}),
-    "pool2 3/2":      ((256, 27, 27), lambda x: F.max_pool2d(x, 3, 2), "pool", (), True, {}),
-    "conv3 3/1/1":    ((256, 13, 13), lambda x, w, b: F.conv2d(x, w, b, 1, 1, 1), "conv", ((384, 256, 3, 3), (384,)), True, dict(stride=1, padding=1, groups=1)),
-    "conv4 3/1/1 g2": ((384, 13, 13), lambda x, w, b: F.conv2d(x, w, b, 1, 1, 2), "conv", ((384, 192, 3, 3), (384,)), True, dict(stride=1, padding=1, groups=2)),
-    "conv5 3/1/1 g2": ((384, 13, 13), lambda x, w, b: F.conv2d(x, w, b, 1, 1, 2), "conv", ((256, 192, 3, 3), (256,)), True, dict(stride=1, padding=1, groups=2)),
-    "pool5 3/2":      ((256, 13, 13), lambda x: F.max_pool2d(x, 3, 2), "pool", (), True, {}),
-    "fc6":            ((9216,), lambda x, w, b: F.linear(x, w, b), "linear", ((4096, 9216), (4096,)), True, {}),
-    "dropout6":       ((4096,), lambda x: F.dropout(x, 0.5), "dropout", (), True, {}),
-    "fc7":            ((4096,), lambda x, w, b: F.linear(x, w, b), "linear", ((4096, 4096), (4096,)), True, {}),
-    "fc8":            ((4096,), lambda x, w, b: F.linear(x, w, b), "linear", ((1000, 4096), (1000,)), True, {}),
+    "conv1 11/4":     ((3, 227, 227), "conv", ((96, 3, 11, 11), (96,)), False, dict(stride=4, padding=0, groups=1)),
+    "relu1":          ((96, 55, 55), "relu", (), True, {}),
+    "lrn1":           ((96, 55, 55), "lrn", (), True, {}),
+    "pool1 3/2":      ((96, 55, 55), "pool", (), True, {}),
+    "conv2 5/1/2 g2": ((96, 27, 27), "conv", ((256, 48, 5, 5), (256,)), True, dict(stride=1, padding=2, groups=2)),
+    "lrn2":           ((256, 27, 27), "lrn", (), True, {}),
+    "pool2 3/2":      ((256, 27, 27), "pool", (), True, {}),
+    "conv3 3/1/1":    ((256, 13, 13), "conv", ((384, 256, 3, 3), (384,)), True, dict(stride=1, padding=1, groups=1)),
+    "conv4 3/1/1 g2": ((384, 13, 13), "conv", ((384, 192, 3, 3), (384,)), True, dict(stride=1, padding=1, groups=2)),
+    "conv5 3/1/1 g2": ((384, 13, 13), "conv", ((256, 192, 3, 3), (256,)), True, dict(stride=1, padding=1, groups=2)),
+    "pool5 3/2":      ((256, 13, 13), "pool", (), True, {}),
+    "fc6":            ((9216,), "linear", ((4096, 9216), (4096,)), True, {}),
+    "dropout6":       ((4096,), "dropout", (), True, {}),
+    "fc7":            ((4096,), "linear", ((4096, 4096), (4096,)), True, {}),
+    "fc8":            ((4096,), "linear", ((1000, 4096), (1000,)), True, {}),
 }
+
+
+def minigrad_op(kind, settings):
+    return {
+        "conv": lambda x, w, b: F.conv2d(x, w, b, **settings),
+        "relu": F.relu,
+        "lrn": F.local_response_norm,                      # the paper's defaults
+        "pool": lambda x: F.max_pool2d(x, 3, 2),
+        "linear": F.linear,
+        "dropout": lambda x: F.dropout(x, 0.5),
+    }[kind]
 
 
 def torch_op(kind, settings):
@@ -81,7 +92,8 @@ def layer_table(batch: int, repeats: int, names=tuple(LAYERS)) -> list:
     print(lines[0], flush=True)
     total_mg = total_torch = 0.0
     for name in names:
-        shape, op, kind, param_shapes, needs_grad, settings = LAYERS[name]
+        shape, kind, param_shapes, needs_grad, settings = LAYERS[name]
+        op = minigrad_op(kind, settings)
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
         params = [(rng.standard_normal(s) * 0.01).astype(np.float32) for s in param_shapes]
         arrays = [x, *params]

@@ -75,7 +75,7 @@ def load_image(args, size: int, stats) -> tuple[np.ndarray, str]:
     else:
         picture = draw_example("circle", np.random.default_rng([args.seed, 7]), 96)
         description = "a built-in sample (class 'circle')"
-    pixels = T.to_unit_float(T.center_crop(T.center_square(picture, round(size * 256 / 227)), size))
+    pixels = T.to_unit_float(T.center_crop(T.center_square(picture, T.resize_for_crop(size)), size))
     if stats is None:   # an untrained network: normalise with the image's own statistics
         mean, std = pixels.mean(axis=(0, 1)), pixels.std(axis=(0, 1)) + 1e-6
     else:
@@ -170,7 +170,7 @@ def lesson(model, classes, trace, loss, probs, target, description, pager: Pager
     towers = model.n_towers
     pager.say(f"AlexNet with {towers} tower(s), width {model.width}, input 3×{model.input_size}×{model.input_size}: "
               f"{sum(p.size for p in model.parameters()):,} parameters.")
-    pager.say(f"Input: {description}, resized (shorter side {round(model.input_size * 256 / 227)}), centre-cropped to "
+    pager.say(f"Input: {description}, resized (shorter side {T.resize_for_crop(model.input_size)}), centre-cropped to "
               f"{model.input_size}×{model.input_size}, mean subtracted, divided by the std.")
     if towers == 2:
         pager.say("The two towers (the paper's two GPUs) each hold half of every layer. They exchange activations only "

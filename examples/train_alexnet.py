@@ -34,6 +34,7 @@ from minigrad import backend  # noqa: E402
 from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, UnreadableImage,  # noqa: E402
                            default_workers, image_statistics, make_builtin_dataset)
 from minigrad.data.builtin import cache_home  # noqa: E402
+from minigrad.data import transforms as T  # noqa: E402
 from models.alexnet import AlexNet  # noqa: E402
 
 # Settings that depend on the preset; a flag given on the command line wins.
@@ -256,7 +257,7 @@ def train(args) -> int:
     resumed = load_checkpoint(args.resume) if args.resume else None
     config = settings_from(args, device, resumed["config"] if resumed else None)
     root = dataset_root(config)
-    resize = round(config["input_size"] * 256 / 227)   # the paper's 256 for a 227 crop, scaled with the crop
+    resize = T.resize_for_crop(config["input_size"])
     train_folder, val_folder = ImageFolder(root / "train", resize), ImageFolder(root / "val", resize)
     if train_folder.classes != val_folder.classes:
         raise SystemExit(f"error: train/ and val/ have different classes ({len(train_folder.classes)} and "
@@ -403,7 +404,7 @@ def evaluate_only(args) -> int:
     if args.data:
         config["data"] = str(args.data)
     device = choose_device(args.device)
-    resize = round(config["input_size"] * 256 / 227)
+    resize = T.resize_for_crop(config["input_size"])
     val_folder = ImageFolder(dataset_root(config) / "val", resize)
     if val_folder.classes != checkpoint["classes"]:
         raise SystemExit(f"error: the validation classes differ from the ones {args.eval_only} was trained on")

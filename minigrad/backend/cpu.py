@@ -265,13 +265,16 @@ def max_pool_backward(gy, argmax, x_shape, kernel, stride, padding):
 
 
 # ----- local response normalization -----------------------------------------------------------------
-def channel_window_sum(x, before, after):
+def channel_window_sum(x, before, after, out=None):
     """out[:, c] = Σ_{j = c − before}^{c + after} x[:, j], leaving out channels beyond 0..C−1.  x: (N, C, H, W).
 
-    One shifted add per window position (before + after + 1 of them).
+    One shifted add per window position (before + after + 1 of them); into ``out`` when given.
     """
     channels = x.shape[1]
-    out = x.copy()
+    if out is None:
+        out = x.copy()
+    else:
+        out[...] = x
     for shift in range(1, min(before, channels - 1) + 1):      # channel c − shift, where there is one
         out[:, shift:] += x[:, :channels - shift]
     for shift in range(1, min(after, channels - 1) + 1):       # channel c + shift
@@ -285,7 +288,7 @@ def lrn_forward(a, size, alpha, beta, k):
     b, s = np.empty(a.shape, dtype), np.empty(a.shape, dtype)
 
     def work(part):
-        s[part] = channel_window_sum(np.square(a[part]), size // 2, (size - 1) // 2)
+        channel_window_sum(np.square(a[part]), size // 2, (size - 1) // 2, out=s[part])
         s[part] *= alpha
         s[part] += k
         np.power(s[part], -beta, out=b[part])

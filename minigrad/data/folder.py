@@ -83,7 +83,7 @@ class ImageCache:
         key = folder.fingerprint()
         self.array_path = self.directory / f"{key}.npy"
         self.meta_path = self.directory / f"{key}.json"
-        self.classes, self.labels, self.size = folder.classes, folder.labels, folder.size
+        self.labels, self.size = folder.labels, folder.size
         self._images = None
         self._unreadable: dict[int, str] = {}
 

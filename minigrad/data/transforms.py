@@ -12,6 +12,11 @@ import numpy as np
 from PIL import Image
 
 
+def resize_for_crop(crop: int) -> int:
+    """The shorter side to resize to before taking crops of ``crop``: the paper's 256 for 227, scaled with it."""
+    return round(crop * 256 / 227)
+
+
 def center_square(image: Image.Image, size: int) -> np.ndarray:
     """Shorter side scaled to ``size`` and the central size×size square kept (paper §2: 256), as (size, size, 3) uint8.
 

@@ -22,6 +22,13 @@ def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def check_kernel_fits(op: str, x_shape, kernel, padding) -> None:
+    """A clear error when a kernel is larger than the padded input (N, C, H, W) along either axis."""
+    for axis, size, k, p in (("height", x_shape[2], kernel[0], padding[0]), ("width", x_shape[3], kernel[1], padding[1])):
+        if size + 2 * p < k:
+            raise ValueError(f"{op}: kernel {k} does not fit input {axis} {size} with padding {p}")
+
+
 class Conv2d(Function):
     """y = w ⋆ x + b, a cross-correlation like every framework's "convolution".
 
@@ -113,8 +120,6 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
         raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
     if min(stride) < 1 or min(padding) < 0:
         raise ValueError(f"conv2d: stride must be ≥ 1 and padding ≥ 0, got stride={stride}, padding={padding}")
-    for axis, size, k, p in (("height", x.shape[2], kh, padding[0]), ("width", x.shape[3], kw, padding[1])):
-        if size + 2 * p < k:
-            raise ValueError(f"conv2d: kernel {k} does not fit input {axis} {size} with padding {p}")
+    check_kernel_fits("conv2d", x.shape, (kh, kw), padding)
     inputs = (x, w) if b is None else (x, w, b)
     return Conv2d(stride, padding, groups)(*inputs)

@@ -1,7 +1,7 @@
 """Max-pooling, overlapping as in AlexNet (Krizhevsky et al. 2012, §3.4: z = 3, s = 2)."""
 from .. import backend
 from ..function import Function
-from .conv import output_size, pair
+from .conv import check_kernel_fits, output_size, pair
 
 
 class MaxPool2d(Function):
@@ -40,7 +40,5 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         raise ValueError(f"max_pool2d: kernel_size and stride must be ≥ 1, got {kernel} and {stride}")
     if any(p < 0 or 2 * p > k for p, k in zip(padding, kernel)):
         raise ValueError(f"max_pool2d: padding {padding} must be between 0 and half the kernel {kernel}")
-    for axis, size, k, p in (("height", x.shape[2], kernel[0], padding[0]), ("width", x.shape[3], kernel[1], padding[1])):
-        if size + 2 * p < k:
-            raise ValueError(f"max_pool2d: kernel {k} does not fit input {axis} {size} with padding {p}")
+    check_kernel_fits("max_pool2d", x.shape, kernel, padding)
     return MaxPool2d(kernel, stride, padding)(x)
