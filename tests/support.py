@@ -59,6 +59,13 @@ def check_against_torch(mg_fn, torch_fn, arrays, device="cpu", rtol=1e-7, atol=1
         assert_close(x.grad.numpy(), t.grad.numpy(), rtol, atol, f"gradient of input {i}")
 
 
+def check(mg_fn, torch_fn, arrays, device="cpu", **tolerances):
+    """The two independent checks every differentiable op gets: a float64 gradcheck of ``mg_fn`` at
+    ``arrays``, and the same expression against PyTorch (``check_against_torch``, with ``tolerances``)."""
+    assert mg.gradcheck(mg_fn, leaves(arrays, device))
+    check_against_torch(mg_fn, torch_fn, arrays, device, **tolerances)
+
+
 def assert_close(actual, expected, rtol, atol, what):
     scale = float(np.abs(expected).max(initial=0.0)) or 1.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)

@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 import minigrad.functional as F
-from support import DEVICES, array, check_against_torch, leaves, seeds
+from support import DEVICES, array, check, seeds
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4)
 
@@ -16,11 +16,6 @@ def torch_op(name):
     """torch.<name>, imported only when the PyTorch side runs (check_against_torch skips without torch)."""
     import torch
     return getattr(torch, name)
-
-
-def check(mg_fn, torch_fn, arrays, device):
-    assert mg.gradcheck(mg_fn, leaves(arrays, device))
-    check_against_torch(mg_fn, torch_fn, arrays, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)

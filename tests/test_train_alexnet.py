@@ -57,7 +57,9 @@ def assert_same_checkpoints(a, b):
     for name in a["optimizer"]:
         if name.startswith("velocity"):
             np.testing.assert_array_equal(a["optimizer"][name].numpy(), b["optimizer"][name].numpy(), err_msg=name)
-    assert a["history"] == b["history"]            # losses, accuracies and errors of every epoch
+    timing = {"seconds", "images_per_s"}           # differs from run to run
+    assert [{k: v for k, v in row.items() if k not in timing} for row in a["history"]] == \
+           [{k: v for k, v in row.items() if k not in timing} for row in b["history"]]   # losses, errors of every epoch
     assert a["schedule"] == b["schedule"] and a["best_val_error"] == b["best_val_error"]
 
 
@@ -67,9 +69,6 @@ def test_resume_continues_bit_exactly(data, tmp_path):
     assert train_alexnet.main(["--resume", str(tmp_path / "split" / "last.npz"), "--epochs", "2", "--data", str(data),
                                "--out", str(tmp_path / "split"), "--workers", "0", "--cache", "off"]) == 0
     a, b = mg.load(tmp_path / "straight" / "last.npz"), mg.load(tmp_path / "split" / "last.npz")
-    for history in (a["history"], b["history"]):
-        for row in history:
-            row.pop("seconds"), row.pop("images_per_s")
     assert_same_checkpoints(a, b)
 
 
@@ -103,9 +102,6 @@ def test_resume_from_the_middle_of_an_epoch_is_bit_exact(data, tmp_path, monkeyp
     assert train_alexnet.main(["--resume", str(tmp_path / "split" / "last.npz"), "--data", str(data), "--out",
                                str(tmp_path / "split"), "--workers", "0", "--cache", "off"]) == 0
     a, b = mg.load(tmp_path / "straight" / "last.npz"), mg.load(tmp_path / "split" / "last.npz")
-    for history in (a["history"], b["history"]):
-        for row in history:
-            row.pop("seconds"), row.pop("images_per_s")
     assert_same_checkpoints(a, b)
 
 
