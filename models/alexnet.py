@@ -72,12 +72,12 @@ class Tower(nn.Module):
         self.fc7 = nn.Linear(towers * f6, f7)                             # sees both towers
         self.relu7, self.drop7 = nn.ReLU(), nn.Dropout(dropout)
 
-    def conv1_to_pool2(self, image):
-        h = self.pool1(self.lrn1(self.relu1(self.conv1(image))))
+    def relu1_to_pool2(self, conv1):
+        h = self.pool1(self.lrn1(self.relu1(conv1)))
         return self.pool2(self.lrn2(self.relu2(self.conv2(h))))
 
-    def conv3_to_pool5(self, both):
-        h = self.relu4(self.conv4(self.relu3(self.conv3(both))))
+    def relu3_to_pool5(self, conv3):
+        h = self.relu4(self.conv4(self.relu3(conv3)))
         return self.flatten(self.pool5(self.relu5(self.conv5(h))))
 
     def fc6_block(self, both):
@@ -153,8 +153,10 @@ class AlexNet(nn.Module):
             raise ValueError(f"AlexNet: expected images of shape (N, 3, {self.input_size}, {self.input_size}), "
                              f"got {images.shape}")
         towers = list(self.towers)
-        both = _join([t.conv1_to_pool2(images) for t in towers])    # conv3 sees both towers
-        both = _join([t.conv3_to_pool5(both) for t in towers])      # fc6 sees both towers
+        conv1 = _side_by_side([t.conv1 for t in towers], images)           # every tower's conv1 sees the image
+        both = _join([t.relu1_to_pool2(c) for t, c in zip(towers, conv1)])
+        conv3 = _side_by_side([t.conv3 for t in towers], both)             # conv3 sees both towers
+        both = _join([t.relu3_to_pool5(c) for t, c in zip(towers, conv3)])  # fc6 sees both towers
         both = _join([t.fc6_block(both) for t in towers])           # fc7 sees both towers
         both = _join([t.fc7_block(both) for t in towers])           # fc8 sees both towers
         return self.fc8(both)
@@ -228,6 +230,25 @@ class AlexNet(nn.Module):
         result = "\n".join(text)
         print(result)
         return result
+
+
+def _side_by_side(convs, x):
+    """Every conv layer in ``convs`` applied to the same input x: one output per layer.
+
+    The paper's GPUs ran their towers at the same time; here they run one after the other.  So layers
+    that read the same input (conv1: the image; conv3: both towers) run as ONE convolution whose filters
+    are the layers' filters side by side, and its output is split again.  The arithmetic is the same, but
+    x is unfolded into columns once instead of once per tower, and each matmul is twice as wide, which
+    BLAS runs faster (a CPU training step at batch 32: conv1 + conv3, 330 → 250 ms).
+    Layers with forward hooks (minigrad.trace, or yours) are called one by one, so each hook sees its
+    own layer's call.
+    """
+    if len(convs) == 1 or any(conv._forward_hooks for conv in convs):
+        return [conv(x) for conv in convs]
+    weight = mg.cat([conv.weight for conv in convs])
+    bias = mg.cat([conv.bias for conv in convs])
+    y = mg.functional.conv2d(x, weight, bias, convs[0].stride, convs[0].padding)
+    return mg.split(y, [conv.out_channels for conv in convs], axis=1)
 
 
 def _join(parts):

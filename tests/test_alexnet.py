@@ -133,6 +133,31 @@ def test_tower_isolation():
     np.testing.assert_array_equal(outputs["conv2.1"], clean["conv2.1"])
 
 
+def test_layers_that_share_an_input_run_as_one_with_the_same_results():
+    """conv1 (the image) and conv3 (both towers) run as one convolution per layer pair (_side_by_side);
+    with a hook on them each layer runs on its own.  Both ways give the same logits and gradients."""
+    mg.manual_seed(4)
+    model = AlexNet(width=0.25, input_size=67, num_classes=10, dropout=0.0).to(dtype=np.float64)
+    images = mg.tensor(np.random.default_rng(0).standard_normal((3, 3, 67, 67)))
+    calls = []
+
+    def run():
+        model.zero_grad()
+        logits = model(images)
+        mg.functional.cross_entropy(logits, [1, 2, 3]).backward()
+        return logits.numpy(), {name: p.grad.numpy() for name, p in model.named_parameters()}
+    together, grads_together = run()
+    handles = [model.towers[0].conv1.register_forward_hook(lambda m, i, o: calls.append("conv1")),
+               model.towers[1].conv3.register_forward_hook(lambda m, i, o: calls.append("conv3"))]
+    one_by_one, grads_one_by_one = run()
+    for handle in handles:
+        handle.remove()
+    assert calls == ["conv1", "conv3"]                  # the hooked layers ran as themselves
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-12)
+    for name, grad in grads_together.items():
+        np.testing.assert_allclose(grad, grads_one_by_one[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
 def test_an_error_inside_a_tower_names_the_path():
     model = AlexNet(width=0.25, input_size=67, num_classes=10)
     model.towers[0].conv2.weight = mg.nn.Parameter(np.zeros((32, 13, 5, 5), dtype=np.float32))
