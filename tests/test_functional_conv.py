@@ -40,6 +40,26 @@ def test_conv2d_gradcheck_and_torch(device, geometry, seed):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=40)
+@given(geometry=conv_geometry(), seed=seeds)
+def test_conv2d_with_fixed_weights_gradcheck_and_torch(device, geometry, seed):
+    """Weights that want no gradient (evaluation, frozen layers): the output and ∂x take the backend's
+    other route (conv_output, which keeps no columns; backend/cpu.py runs it one image per core)."""
+    g = geometry
+    torch = pytest.importorskip("torch")
+    w, b = array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])
+    fixed = mg.tensor(w, device=device), mg.tensor(b, device=device)
+    conv = lambda x: F.conv2d(x, *fixed, g["stride"], g["padding"], g["groups"])  # noqa: E731
+    check(conv, lambda x: torch_conv(g["stride"], g["padding"], g["groups"])(x, torch.tensor(w), torch.tensor(b)),
+          [array(seed, g["x"])], device)
+    x = mg.tensor(array(seed, g["x"]), device=device)
+    with mg.no_grad():
+        fast = conv(x).numpy()
+    with_columns = F.conv2d(x, *leaves([w, b], device), g["stride"], g["padding"], g["groups"]).numpy()
+    np.testing.assert_allclose(fast, with_columns, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_conv2d_without_bias(device):
     arrays = [array(0, (2, 4, 6, 5)), array(1, (6, 2, 3, 3))]
     conv = lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=2)  # noqa: E731

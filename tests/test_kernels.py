@@ -302,6 +302,20 @@ def test_cuda_backend_wrappers_match_numpy(emulated_cuda, dtype, geometry, seed)
                                cpu.max_pool_backward(gy, argmax_cpu, x_shape, kernel, stride, padding), **tolerance)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_cuda_convolution_routes_match_numpy(emulated_cuda, groups):
+    """cuda.conv_output and cuda.conv_input_grad (batched) against cpu's per-image versions."""
+    cuda = emulated_cuda
+    kernel, stride, padding, out_hw = (3, 2), (2, 1), (1, 0), (4, 5)
+    x = array(0, (3, 4, 7, 6))
+    w_g = array(1, (groups, 6 // groups, 4 // groups * 6))
+    np.testing.assert_allclose(cuda.conv_output(x, w_g, kernel, stride, padding, out_hw),
+                               cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), rtol=1e-12, atol=1e-12)
+    gy = array(2, (3, 6, *out_hw))
+    np.testing.assert_allclose(cuda.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding),
+                               cpu.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding), rtol=1e-12, atol=1e-12)
+
+
 def test_cuda_lrn_wrappers_accept_non_contiguous_inputs(emulated_cuda):
     cuda = emulated_cuda
     base = array(0, (2, 9, 5, 4)) * 2

@@ -7,7 +7,9 @@ positions (n of them) or cache-sized blocks of the batch, never over pixels or c
 
 Every core works: NumPy's element-wise loops and copies run on one core, but they release the
 GIL, so the primitives split the batch into one part per core and run the parts on threads
-(``over_batch``).  The matmuls need no help: BLAS already uses every core.
+(``over_batch``).  The matmuls need no help: BLAS already uses every core.  Except in the
+convolution's per-image matmuls: there each core multiplies its own images, with BLAS on one
+thread meanwhile (``over_images``), so that an image's columns never leave the core's cache.
 """
 import ctypes
 import functools
@@ -45,6 +47,19 @@ def over_batch(array, work) -> None:
     work(parts[0])    # the calling thread takes the first part itself
     for future in others:
         future.result()
+
+
+@functools.cache
+def _blas_threads():
+    from threadpoolctl import ThreadpoolController   # finds the loaded BLAS, whichever it is (OpenBLAS, MKL, ...)
+    return ThreadpoolController()
+
+
+def over_images(array, work) -> None:
+    """``over_batch`` for work that runs matmuls of its own, one image at a time: BLAS runs on one
+    thread until it returns (every core already has a part; BLAS's threads would only compete)."""
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        over_batch(array, work)
 
 
 def over_blocks(array, work, block_bytes) -> None:
@@ -181,6 +196,43 @@ def col2im(cols, x_shape, kernel, stride, padding):
                 _offset(dx[part], i, j, stride, out_hw)[...] += cols[:, i, j, part].transpose(1, 0, 2, 3)
     over_batch(dx, work)
     return dx[:, :, ph:ph + h, pw:pw + w]
+
+
+def conv_output(x, w_g, kernel, stride, padding, out_hw):
+    """The convolution's output (N, O, oH, oW) when nothing needs its columns (no ∂w: evaluation).
+
+    y[n] = W @ im2col(x[n]) for one image at a time on each core, with W = w_g (g, O/g, K): an image's
+    columns (a few MiB) go straight from im2col to the matmul through the core's cache.  Unfolding the
+    whole batch first writes all the columns to memory and reads them back (AlexNet's conv1: 140 MB).
+    """
+    groups, per_group, k = w_g.shape
+    y = np.empty((len(x), groups * per_group, *out_hw), dtype=np.result_type(x.dtype, w_g.dtype))
+
+    def work(part):
+        for i in range(part.start, part.stop):
+            cols = im2col(x[i:i + 1], kernel, stride, padding)      # (C, kh, kw, 1, oH, oW); one image: no threads
+            np.matmul(w_g, cols.reshape(groups, k, -1), out=y[i].reshape(groups, per_group, -1))
+    over_images(x, work)
+    return y
+
+
+def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
+    """∂L/∂x (N, C, H, W) of a convolution: col2im(Wᵀ @ ∂y[n]) for one image at a time on each core.
+
+    An image's ∂columns stay in the core's cache from the matmul to col2im's adds; for the whole batch
+    at once they are written to memory and read back (conv2 of AlexNet: 112 MB a tower).
+    """
+    groups, per_group, k = w_g.shape
+    w_t = w_g.transpose(0, 2, 1)                                      # (g, K, O/g)
+    dx = np.empty(x_shape, dtype=np.result_type(gy.dtype, w_g.dtype))
+
+    def work(part):
+        for i in range(part.start, part.stop):
+            gcols = w_t @ gy[i].reshape(groups, per_group, -1)        # (g, K, oH·oW)
+            gcols = gcols.reshape(x_shape[1], *kernel, 1, *gy.shape[2:])
+            dx[i] = col2im(gcols, (1, *x_shape[1:]), kernel, stride, padding)[0]
+    over_images(gy, work)
+    return dx
 
 
 def transposed_copy(x, axes):

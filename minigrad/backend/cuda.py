@@ -125,6 +125,22 @@ def col2im(cols, x_shape, kernel, stride, padding):
     return dx
 
 
+def conv_output(x, w_g, kernel, stride, padding, out_hw):
+    """As cpu.conv_output.  On the GPU the batched form is the fast one: im2col of the whole batch, one
+    matmul per group, and the (O, N, ·) result turned into (N, O, ·)."""
+    groups, per_group, k = w_g.shape
+    y_g = w_g @ im2col(x, kernel, stride, padding).reshape(groups, k, -1)          # (g, O/g, N·oH·oW)
+    return transposed_copy(y_g.reshape(groups * per_group, len(x), *out_hw), (1, 0, 2, 3))
+
+
+def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
+    """As cpu.conv_input_grad, batched: ∂y as (g, O/g, N·oH·oW), one matmul per group, then col2im."""
+    groups, per_group, k = w_g.shape
+    gy_g = transposed_copy(gy, (1, 0, 2, 3)).reshape(groups, per_group, -1)
+    gcols = w_g.transpose(0, 2, 1) @ gy_g                                           # (g, K, N·oH·oW)
+    return col2im(gcols.reshape(x_shape[1], *kernel, x_shape[0], *gy.shape[2:]), x_shape, kernel, stride, padding)
+
+
 def in_chunks(work, *arrays):
     """``work(*arrays)``: CuPy's element-wise kernels already use the whole GPU (cpu.in_chunks splits for the cache)."""
     work(*arrays)

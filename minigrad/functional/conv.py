@@ -39,6 +39,11 @@ class Conv2d(Function):
                Y = W @ cols, with W = w as (g, O/g, K): ONE batched matmul over the groups
     backward:  ∂W = ∂Y @ colsᵀ,   ∂cols = Wᵀ @ ∂Y,   ∂x = col2im(∂cols),   ∂b = Σ_{n,y,x} ∂y
 
+    ∂W needs the columns of the whole batch, so forward keeps them when ∂w is wanted.  The other two
+    products go through the backend (``conv_output`` when no ∂w is wanted, ``conv_input_grad``): the
+    GPU runs them batched as above, the CPU one image per core at a time, so that an image's columns
+    stay in the core's cache (backend/cpu.py).
+
     Memory bound: the columns hold kh·kw copies of the input.  When they would take more than
     ``max_column_bytes``, the batch runs in chunks, and backward recomputes each chunk's columns
     instead of keeping them all (more work, bounded memory).
@@ -60,17 +65,22 @@ class Conv2d(Function):
         column_bytes = c * kh * kw * self.out_hw[0] * self.out_hw[1] * x.itemsize    # per image
         self.chunk = max(1, min(n, self.max_column_bytes // column_bytes))
         prims = backend.primitives(x)
+        keep_columns = self.needs_input_grad[1] and self.chunk >= n
         y_chunks = []
         for start in range(0, max(n, 1), self.chunk):                       # (an empty batch: one empty chunk)
-            cols = self._columns(x[start:start + self.chunk])
-            y_g = self.w_g @ cols                                            # (g, O/g, n·L)
-            y_chunks.append(prims.transposed_copy(y_g.reshape(o, -1, *self.out_hw), (1, 0, 2, 3)))
+            x_chunk = x[start:start + self.chunk]
+            if keep_columns:
+                cols = self._columns(x_chunk)
+                y_g = self.w_g @ cols                                        # (g, O/g, n·L)
+                y_chunks.append(prims.transposed_copy(y_g.reshape(o, -1, *self.out_hw), (1, 0, 2, 3)))
+            else:
+                y_chunks.append(prims.conv_output(x_chunk, self.w_g, (kh, kw), self.stride, self.padding, self.out_hw))
         y = y_chunks[0] if len(y_chunks) == 1 else xp.concatenate(y_chunks)
         if bias:
             y += bias[0].reshape(1, o, 1, 1)
         # Keep what backward will use: the columns (or, in chunks, x to rebuild them) for ∂w, the weights for ∂x.
         if self.needs_input_grad[1]:
-            self.cols, self.x = (cols, None) if self.chunk >= n else (None, x)
+            self.cols, self.x = (cols, None) if keep_columns else (None, x)
         if not self.needs_input_grad[0]:
             self.w_g = None
         return y
@@ -87,15 +97,14 @@ class Conv2d(Function):
         n, g = self.x_shape[0], self.groups
         gx = xp.empty(self.x_shape, dtype=gy.dtype) if self.needs_input_grad[0] else None
         gw = xp.zeros(self.w_shape, dtype=gy.dtype) if self.needs_input_grad[1] else None
+        prims = backend.primitives(gy)
         for start in range(0, n, self.chunk):
             gy_chunk = gy[start:start + self.chunk]
-            gy_g = backend.primitives(gy).transposed_copy(gy_chunk, (1, 0, 2, 3)).reshape(g, o // g, -1)  # (g, O/g, n·L)
             if gx is not None:
-                gcols = self.w_g.transpose(0, 2, 1) @ gy_g                  # (g, K, n·L)
-                gcols = gcols.reshape(self.x_shape[1], kh, kw, len(gy_chunk), *self.out_hw)
-                gx[start:start + self.chunk] = backend.primitives(gy).col2im(
-                    gcols, (len(gy_chunk), *self.x_shape[1:]), (kh, kw), self.stride, self.padding)
+                gx[start:start + self.chunk] = prims.conv_input_grad(
+                    gy_chunk, self.w_g, (len(gy_chunk), *self.x_shape[1:]), (kh, kw), self.stride, self.padding)
             if gw is not None:
+                gy_g = prims.transposed_copy(gy_chunk, (1, 0, 2, 3)).reshape(g, o // g, -1)   # (g, O/g, n·L)
                 cols = self.cols if self.x is None else self._columns(self.x[start:start + self.chunk])
                 gw += (gy_g @ cols.transpose(0, 2, 1)).reshape(self.w_shape)
         if len(self.needs_input_grad) == 2:
