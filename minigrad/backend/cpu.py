@@ -14,6 +14,7 @@ thread meanwhile (``over_images``), so that an image's columns never leave the c
 import ctypes
 import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,21 +33,49 @@ if hasattr(os, "register_at_fork"):     # a forked child has none of the parent'
     os.register_at_fork(after_in_child=_workers.cache_clear)
 
 
+_in_a_part = threading.local()    # .active: this thread is running a part of over_batch
+
+
 def over_batch(array, work) -> None:
     """Call ``work(part)`` for slices ``part`` of ``range(len(array))`` that together cover the batch,
     one per core, and wait for all of them.  ``work`` must only write where its part says.
-    A 0-d array has no batch: ``work(...)`` once."""
+    A 0-d array has no batch: ``work(...)`` once.  Called from inside a part (a primitive used by
+    another one's parts), the whole batch is one part: every core is busy already."""
     if array.ndim == 0:
         work(...)
         return
     n = len(array)
-    pieces = max(1, min(n, CORES)) if array.size >= SMALL else 1
+    pieces = max(1, min(n, CORES)) if array.size >= SMALL and not getattr(_in_a_part, "active", False) else 1
     bounds = [n * k // pieces for k in range(pieces + 1)]
     parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
-    others = [_workers().submit(work, part) for part in parts[1:]]
-    work(parts[0])    # the calling thread takes the first part itself
+    if pieces == 1:
+        work(parts[0])
+        return
+    others = [_workers().submit(_as_a_part, work, part) for part in parts[1:]]
+    _as_a_part(work, parts[0])    # the calling thread takes the first part itself
     for future in others:
         future.result()
+
+
+def _as_a_part(work, part) -> None:
+    _in_a_part.active = True
+    try:
+        work(part)
+    finally:
+        _in_a_part.active = False
+
+
+def over_blocks(array, work, block_bytes, row_bytes=None) -> None:
+    """``over_batch``, with each part handed to ``work`` a block of rows at a time (about ``block_bytes``,
+    at least one row; a row is ``row_bytes``, by default one row of ``array``).  For a formula of several
+    NumPy steps: each step over a whole array would stream it through memory again; on a cache-sized
+    block only the first read and the last write reach memory."""
+    if array.ndim == 0:
+        work(...)
+        return
+    row_bytes = row_bytes or array.itemsize * int(np.prod(array.shape[1:]))
+    rows = max(1, block_bytes // max(1, row_bytes))
+    over_batch(array, lambda part: [work(slice(i, min(i + rows, part.stop))) for i in range(part.start, part.stop, rows)])
 
 
 @functools.cache
@@ -55,22 +84,12 @@ def _blas_threads():
     return ThreadpoolController()
 
 
-def over_images(array, work) -> None:
-    """``over_batch`` for work that runs matmuls of its own, one image at a time: BLAS runs on one
-    thread until it returns (every core already has a part; BLAS's threads would only compete)."""
+def over_images(array, work, bytes_per_image) -> None:
+    """``over_blocks`` for work that runs matmuls of its own on blocks of images of about 1 MiB of
+    columns (``bytes_per_image`` each; at least one image), while BLAS runs on one thread: every core
+    already has a part, BLAS's threads would only compete."""
     with _blas_threads().limit(limits=1, user_api="blas"):
-        over_batch(array, work)
-
-
-def over_blocks(array, work, block_bytes) -> None:
-    """``over_batch``, with each part handed to ``work`` a block of rows at a time (about ``block_bytes``,
-    at least one row).  For a formula of several NumPy steps: each step over a whole array would stream
-    it through memory again; on a cache-sized block only the first read and the last write reach memory."""
-    if array.ndim == 0:
-        work(...)
-        return
-    rows = max(1, block_bytes // max(1, array.itemsize * int(np.prod(array.shape[1:]))))
-    over_batch(array, lambda part: [work(slice(i, min(i + rows, part.stop))) for i in range(part.start, part.stop, rows)])
+        over_blocks(array, work, 1 << 20, bytes_per_image)
 
 
 def in_chunks(work, *arrays) -> None:
@@ -201,37 +220,36 @@ def col2im(cols, x_shape, kernel, stride, padding):
 def conv_output(x, w_g, kernel, stride, padding, out_hw):
     """The convolution's output (N, O, oH, oW) when nothing needs its columns (no ∂w: evaluation).
 
-    y[n] = W @ im2col(x[n]) for one image at a time on each core, with W = w_g (g, O/g, K): an image's
-    columns (a few MiB) go straight from im2col to the matmul through the core's cache.  Unfolding the
-    whole batch first writes all the columns to memory and reads them back (AlexNet's conv1: 140 MB).
+    y = W @ im2col(x) for a block of images at a time on each core (about 1 MiB of columns; one image of
+    AlexNet at 227), with W = w_g (g, O/g, K): the block's columns go straight from im2col to the matmul
+    through the core's cache.  Unfolding the whole batch first writes all the columns to memory and reads
+    them back (AlexNet's conv1: 140 MB).
     """
     groups, per_group, k = w_g.shape
     y = np.empty((len(x), groups * per_group, *out_hw), dtype=np.result_type(x.dtype, w_g.dtype))
 
-    def work(part):
-        for i in range(part.start, part.stop):
-            cols = im2col(x[i:i + 1], kernel, stride, padding)      # (C, kh, kw, 1, oH, oW); one image: no threads
-            np.matmul(w_g, cols.reshape(groups, k, -1), out=y[i].reshape(groups, per_group, -1))
-    over_images(x, work)
+    def work(images):
+        cols = im2col(x[images], kernel, stride, padding).reshape(groups, k, -1)      # (g, K, b·oH·oW)
+        y[images] = (w_g @ cols).reshape(groups * per_group, -1, *out_hw).transpose(1, 0, 2, 3)
+    over_images(x, work, bytes_per_image=groups * k * out_hw[0] * out_hw[1] * y.itemsize)
     return y
 
 
 def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
-    """∂L/∂x (N, C, H, W) of a convolution: col2im(Wᵀ @ ∂y[n]) for one image at a time on each core.
+    """∂L/∂x (N, C, H, W) of a convolution: col2im(Wᵀ @ ∂y) for a block of images at a time on each core.
 
-    An image's ∂columns stay in the core's cache from the matmul to col2im's adds; for the whole batch
-    at once they are written to memory and read back (conv2 of AlexNet: 112 MB a tower).
+    A block's ∂columns (about 1 MiB) stay in the core's cache from the matmul to col2im's adds; for the
+    whole batch at once they are written to memory and read back (AlexNet's conv2: 112 MB a tower).
     """
     groups, per_group, k = w_g.shape
-    w_t = w_g.transpose(0, 2, 1)                                      # (g, K, O/g)
+    w_t = w_g.transpose(0, 2, 1)                                                       # (g, K, O/g)
     dx = np.empty(x_shape, dtype=np.result_type(gy.dtype, w_g.dtype))
 
-    def work(part):
-        for i in range(part.start, part.stop):
-            gcols = w_t @ gy[i].reshape(groups, per_group, -1)        # (g, K, oH·oW)
-            gcols = gcols.reshape(x_shape[1], *kernel, 1, *gy.shape[2:])
-            dx[i] = col2im(gcols, (1, *x_shape[1:]), kernel, stride, padding)[0]
-    over_images(gy, work)
+    def work(images):
+        gy_g = gy[images].transpose(1, 0, 2, 3).reshape(groups, per_group, -1)        # (g, O/g, b·oH·oW)
+        gcols = (w_t @ gy_g).reshape(x_shape[1], *kernel, -1, *gy.shape[2:])
+        dx[images] = col2im(gcols, (gcols.shape[3], *x_shape[1:]), kernel, stride, padding)
+    over_images(gy, work, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * dx.itemsize)
     return dx
 
 
