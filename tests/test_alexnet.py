@@ -141,18 +141,26 @@ def test_layers_that_share_an_input_run_as_one_with_the_same_results():
     images = mg.tensor(np.random.default_rng(0).standard_normal((3, 3, 67, 67)))
     calls = []
 
+    layer_calls = []
+    for name, module in model.named_modules():
+        if isinstance(module, mg.nn.Conv2d):
+            module.forward = lambda x, module=module, name=name: (layer_calls.append(name.split(".")[-1]),
+                                                                    type(module).forward(module, x))[1]
+
     def run():
         model.zero_grad()
+        layer_calls.clear()
         logits = model(images)
         mg.functional.cross_entropy(logits, [1, 2, 3]).backward()
         return logits.numpy(), {name: p.grad.numpy() for name, p in model.named_parameters()}
     together, grads_together = run()
+    assert sorted(layer_calls) == ["conv2", "conv2", "conv4", "conv4", "conv5", "conv5"]   # conv1, conv3 fused
     handles = [model.towers[0].conv1.register_forward_hook(lambda m, i, o: calls.append("conv1")),
                model.towers[1].conv3.register_forward_hook(lambda m, i, o: calls.append("conv3"))]
     one_by_one, grads_one_by_one = run()
     for handle in handles:
         handle.remove()
-    assert calls == ["conv1", "conv3"]                  # the hooked layers ran as themselves
+    assert calls == ["conv1", "conv3"] and len(layer_calls) == 10     # every layer ran as itself
     np.testing.assert_allclose(together, one_by_one, rtol=1e-12)
     for name, grad in grads_together.items():
         np.testing.assert_allclose(grad, grads_one_by_one[name], rtol=1e-10, atol=1e-12, err_msg=name)
@@ -163,6 +171,11 @@ def test_an_error_inside_a_tower_names_the_path():
     model.towers[0].conv2.weight = mg.nn.Parameter(np.zeros((32, 13, 5, 5), dtype=np.float32))
     with pytest.raises(ValueError, match=r"^towers\.0\.conv2 \(Conv2d\(12, 32, .*\)\): conv2d: expected input of "
                                          r"shape \(N, 13, H, W\)"):
+        model(mg.zeros(1, 3, 67, 67))
+    model = AlexNet(width=0.25, input_size=67, num_classes=10)     # conv3 runs fused with its twin: still named
+    model.towers[1].conv3.weight = mg.nn.Parameter(np.zeros((48, 60, 3, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^towers\.1\.conv3 \(Conv2d\(64, 48, .*\)\): conv2d: expected input of "
+                                         r"shape \(N, 60, H, W\)"):
         model(mg.zeros(1, 3, 67, 67))
 
 

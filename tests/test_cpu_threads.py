@@ -112,20 +112,24 @@ def test_a_primitive_called_inside_a_part_runs_in_that_part(cores):
 
 
 def test_blas_runs_on_one_thread_while_the_cores_run_their_own_matmuls(cores):
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads():
         return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     def fail(part):
         raise ValueError("from a part")
-    before, inside = blas_threads(), []
-    assert before, "threadpoolctl finds NumPy's BLAS"
-    cpu.over_images(np.zeros((4, 3)), lambda part: inside.append(blas_threads()), bytes_per_image=24)
-    assert inside and all(threads == [1] * len(before) for threads in inside)
-    assert blas_threads() == before                                      # restored after
-    with pytest.raises(ValueError, match="from a part"):
-        cpu.over_images(np.zeros((4, 3)), fail, bytes_per_image=24)
-    assert blas_threads() == before                                      # and after an error
+    with threadpool_limits(limits=2, user_api="blas"):                 # (a 1-core machine: 2 all the same)
+        before, inside = blas_threads(), []
+        assert before and set(before) == {2}, "threadpoolctl finds NumPy's BLAS"
+        cpu.over_images(np.zeros((4, 3)), lambda part: inside.append(blas_threads()), bytes_per_image=24)
+        assert len(inside) == cores and all(threads == [1] * len(before) for threads in inside)
+        assert blas_threads() == before                                  # restored after
+        with pytest.raises(ValueError, match="from a part"):
+            cpu.over_images(np.zeros((4, 3)), fail, bytes_per_image=24)
+        assert blas_threads() == before                                  # and after an error
+        inside.clear()
+        cpu.over_images(np.zeros((1, 3)), lambda part: inside.append(blas_threads()), bytes_per_image=24)
+        assert inside == [before]                                        # one image, one part: BLAS keeps its threads
 
 
 def test_over_blocks_visits_every_row_once_in_small_blocks(cores):

@@ -44,7 +44,7 @@ def test_conv2d_gradcheck_and_torch(device, geometry, seed):
 @given(geometry=conv_geometry(), seed=seeds)
 def test_conv2d_with_fixed_weights_gradcheck_and_torch(device, geometry, seed):
     """Weights that want no gradient (evaluation, frozen layers): the output and ∂x take the backend's
-    other route (conv_output, which keeps no columns; backend/cpu.py runs it one image per core)."""
+    other route (conv_output, which keeps no columns; backend/cpu.py runs it on blocks of images per core)."""
     g = geometry
     torch = pytest.importorskip("torch")
     w, b = array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])

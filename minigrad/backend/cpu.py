@@ -8,8 +8,9 @@ positions (n of them) or cache-sized blocks of the batch, never over pixels or c
 Every core works: NumPy's element-wise loops and copies run on one core, but they release the
 GIL, so the primitives split the batch into one part per core and run the parts on threads
 (``over_batch``).  The matmuls need no help: BLAS already uses every core.  Except in the
-convolution's per-image matmuls: there each core multiplies its own images, with BLAS on one
-thread meanwhile (``over_images``), so that an image's columns never leave the core's cache.
+convolution's output and ∂x: there each core unfolds and multiplies its own blocks of images, with
+BLAS on one thread meanwhile (``over_images``), so that a block's columns go from one step to the
+next through the core's cache instead of through memory.
 """
 import ctypes
 import functools
@@ -44,8 +45,7 @@ def over_batch(array, work) -> None:
     if array.ndim == 0:
         work(...)
         return
-    n = len(array)
-    pieces = max(1, min(n, CORES)) if array.size >= SMALL and not getattr(_in_a_part, "active", False) else 1
+    n, pieces = len(array), _pieces(array)
     bounds = [n * k // pieces for k in range(pieces + 1)]
     parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     if pieces == 1:
@@ -57,12 +57,20 @@ def over_batch(array, work) -> None:
         future.result()
 
 
+def _pieces(array) -> int:
+    """How many parts over_batch makes of ``array``: one per core, or one when it is small or when this
+    thread is already running a part."""
+    if array.ndim == 0 or array.size < SMALL or getattr(_in_a_part, "active", False):
+        return 1
+    return max(1, min(len(array), CORES))
+
+
 def _as_a_part(work, part) -> None:
-    _in_a_part.active = True
+    before, _in_a_part.active = getattr(_in_a_part, "active", False), True
     try:
         work(part)
     finally:
-        _in_a_part.active = False
+        _in_a_part.active = before
 
 
 def over_blocks(array, work, block_bytes, row_bytes=None) -> None:
@@ -84,12 +92,20 @@ def _blas_threads():
     return ThreadpoolController()
 
 
+_one_blas_thread = threading.Lock()   # one over_images at a time sets and restores BLAS's thread count
+
+
 def over_images(array, work, bytes_per_image) -> None:
-    """``over_blocks`` for work that runs matmuls of its own on blocks of images of about 1 MiB of
-    columns (``bytes_per_image`` each; at least one image), while BLAS runs on one thread: every core
-    already has a part, BLAS's threads would only compete."""
-    with _blas_threads().limit(limits=1, user_api="blas"):
-        over_blocks(array, work, 1 << 20, bytes_per_image)
+    """``over_blocks`` for work that runs matmuls of its own, on blocks of images of about 1 MiB
+    (``bytes_per_image`` each; at least one image).  When the batch makes several parts, BLAS runs on
+    one thread meanwhile: every core has a part, BLAS's threads would only compete.  With one part
+    (a small batch) BLAS keeps its threads."""
+    blocks = lambda: over_blocks(array, work, 1 << 20, bytes_per_image)   # noqa: E731
+    if _pieces(array) == 1:
+        blocks()
+        return
+    with _one_blas_thread, _blas_threads().limit(limits=1, user_api="blas"):
+        blocks()
 
 
 def in_chunks(work, *arrays) -> None:
@@ -220,9 +236,9 @@ def col2im(cols, x_shape, kernel, stride, padding):
 def conv_output(x, w_g, kernel, stride, padding, out_hw):
     """The convolution's output (N, O, oH, oW) when nothing needs its columns (no ∂w: evaluation).
 
-    y = W @ im2col(x) for a block of images at a time on each core (about 1 MiB of columns; one image of
-    AlexNet at 227), with W = w_g (g, O/g, K): the block's columns go straight from im2col to the matmul
-    through the core's cache.  Unfolding the whole batch first writes all the columns to memory and reads
+    y = W @ im2col(x) for a block of images at a time on each core (about 1 MiB of columns, at least one
+    image: AlexNet's at 227 hold 1.1 to 4.2 MiB), with W = w_g (g, O/g, K): the block's columns go
+    straight from im2col to the matmul through the core's caches.  Unfolding the whole batch first writes all the columns to memory and reads
     them back (AlexNet's conv1: 140 MB).
     """
     groups, per_group, k = w_g.shape

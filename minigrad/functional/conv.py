@@ -41,8 +41,8 @@ class Conv2d(Function):
 
     ∂W needs the columns of the whole batch, so forward keeps them when ∂w is wanted.  The other two
     products go through the backend (``conv_output`` when no ∂w is wanted, ``conv_input_grad``): the
-    GPU runs them batched as above, the CPU one image per core at a time, so that an image's columns
-    stay in the core's cache (backend/cpu.py).
+    GPU runs them batched as above, the CPU on blocks of images per core, so that a block's columns
+    pass from one step to the next through the core's cache (backend/cpu.py).
 
     Memory bound: the columns hold kh·kw copies of the input.  When they would take more than
     ``max_column_bytes``, the batch runs in chunks, and backward recomputes each chunk's columns
