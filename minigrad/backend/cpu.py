@@ -12,6 +12,7 @@ convolution's output and ∂x: there each core unfolds and multiplies its own bl
 BLAS on one thread meanwhile (``over_images``), so that a block's columns go from one step to the
 next through the core's cache instead of through memory.
 """
+import contextlib
 import ctypes
 import functools
 import os
@@ -95,17 +96,19 @@ def _blas_threads():
 _one_blas_thread = threading.Lock()   # one over_images at a time sets and restores BLAS's thread count
 
 
+@contextlib.contextmanager
+def _blas_on_one_thread():
+    with _one_blas_thread, _blas_threads().limit(limits=1, user_api="blas"):
+        yield
+
+
 def over_images(array, work, bytes_per_image) -> None:
     """``over_blocks`` for work that runs matmuls of its own, on blocks of images of about 1 MiB
     (``bytes_per_image`` each; at least one image).  When the batch makes several parts, BLAS runs on
     one thread meanwhile: every core has a part, BLAS's threads would only compete.  With one part
     (a small batch) BLAS keeps its threads."""
-    blocks = lambda: over_blocks(array, work, 1 << 20, bytes_per_image)   # noqa: E731
-    if _pieces(array) == 1:
-        blocks()
-        return
-    with _one_blas_thread, _blas_threads().limit(limits=1, user_api="blas"):
-        blocks()
+    with _blas_on_one_thread() if _pieces(array) > 1 else contextlib.nullcontext():
+        over_blocks(array, work, 1 << 20, bytes_per_image)
 
 
 def in_chunks(work, *arrays) -> None:
@@ -238,8 +241,8 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw):
 
     y = W @ im2col(x) for a block of images at a time on each core (about 1 MiB of columns, at least one
     image: AlexNet's at 227 hold 1.1 to 4.2 MiB), with W = w_g (g, O/g, K): the block's columns go
-    straight from im2col to the matmul through the core's caches.  Unfolding the whole batch first writes all the columns to memory and reads
-    them back (AlexNet's conv1: 140 MB).
+    straight from im2col to the matmul through the core's caches.  Unfolding the whole batch first
+    writes all the columns to memory and reads them back (AlexNet's conv1: 140 MB).
     """
     groups, per_group, k = w_g.shape
     y = np.empty((len(x), groups * per_group, *out_hw), dtype=np.result_type(x.dtype, w_g.dtype))
@@ -262,9 +265,10 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
     dx = np.empty(x_shape, dtype=np.result_type(gy.dtype, w_g.dtype))
 
     def work(images):
-        gy_g = gy[images].transpose(1, 0, 2, 3).reshape(groups, per_group, -1)        # (g, O/g, b·oH·oW)
-        gcols = (w_t @ gy_g).reshape(x_shape[1], *kernel, -1, *gy.shape[2:])
-        dx[images] = col2im(gcols, (gcols.shape[3], *x_shape[1:]), kernel, stride, padding)
+        block = gy[images]
+        gy_g = block.transpose(1, 0, 2, 3).reshape(groups, per_group, len(block) * gy.shape[2] * gy.shape[3])
+        gcols = (w_t @ gy_g).reshape(x_shape[1], *kernel, len(block), *gy.shape[2:])   # (C, kh, kw, b, oH, oW)
+        dx[images] = col2im(gcols, (len(block), *x_shape[1:]), kernel, stride, padding)
     over_images(gy, work, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * dx.itemsize)
     return dx
 

@@ -136,7 +136,7 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw):
 def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
     """As cpu.conv_input_grad, batched: ∂y as (g, O/g, N·oH·oW), one matmul per group, then col2im."""
     groups, per_group, k = w_g.shape
-    gy_g = transposed_copy(gy, (1, 0, 2, 3)).reshape(groups, per_group, -1)
+    gy_g = transposed_copy(gy, (1, 0, 2, 3)).reshape(groups, per_group, len(gy) * gy.shape[2] * gy.shape[3])
     gcols = w_g.transpose(0, 2, 1) @ gy_g                                           # (g, K, N·oH·oW)
     return col2im(gcols.reshape(x_shape[1], *kernel, x_shape[0], *gy.shape[2:]), x_shape, kernel, stride, padding)
 

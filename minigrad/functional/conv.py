@@ -75,7 +75,7 @@ class Conv2d(Function):
                 y_chunks.append(prims.transposed_copy(y_g.reshape(o, -1, *self.out_hw), (1, 0, 2, 3)))
             else:
                 y_chunks.append(prims.conv_output(x_chunk, self.w_g, (kh, kw), self.stride, self.padding, self.out_hw))
-        y = y_chunks[0] if len(y_chunks) == 1 else xp.concatenate(y_chunks)
+        y = _joined(y_chunks, xp)
         if bias:
             y += bias[0].reshape(1, o, 1, 1)
         # Keep what backward will use: the columns (or, in chunks, x to rebuild them) for ∂w, the weights for ∂x.
@@ -95,22 +95,27 @@ class Conv2d(Function):
         xp = backend.xp(gy)
         o, c_g, kh, kw = self.w_shape
         n, g = self.x_shape[0], self.groups
-        gx = xp.empty(self.x_shape, dtype=gy.dtype) if self.needs_input_grad[0] else None
-        gw = xp.zeros(self.w_shape, dtype=gy.dtype) if self.needs_input_grad[1] else None
         prims = backend.primitives(gy)
-        for start in range(0, n, self.chunk):
-            gy_chunk = gy[start:start + self.chunk]
-            if gx is not None:
-                gx[start:start + self.chunk] = prims.conv_input_grad(
-                    gy_chunk, self.w_g, (len(gy_chunk), *self.x_shape[1:]), (kh, kw), self.stride, self.padding)
-            if gw is not None:
-                gy_g = prims.transposed_copy(gy_chunk, (1, 0, 2, 3)).reshape(g, o // g, -1)   # (g, O/g, n·L)
-                cols = self.cols if self.x is None else self._columns(self.x[start:start + self.chunk])
+        chunks = [slice(start, start + self.chunk) for start in range(0, max(n, 1), self.chunk)]
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gx = _joined([prims.conv_input_grad(gy[rows], self.w_g, (len(gy[rows]), *self.x_shape[1:]), (kh, kw),
+                                                self.stride, self.padding) for rows in chunks], xp)
+        if self.needs_input_grad[1]:
+            gw = xp.zeros(self.w_shape, dtype=gy.dtype)
+            for rows in chunks if n else []:                                 # (an empty batch: ∂w stays 0)
+                gy_g = prims.transposed_copy(gy[rows], (1, 0, 2, 3)).reshape(g, o // g, -1)   # (g, O/g, n·L)
+                cols = self.cols if self.x is None else self._columns(self.x[rows])
                 gw += (gy_g @ cols.transpose(0, 2, 1)).reshape(self.w_shape)
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
         return gx, gw, gb
+
+
+def _joined(chunks, xp):
+    """The results of the batch's chunks as one array (a single chunk as it is: no copy)."""
+    return chunks[0] if len(chunks) == 1 else xp.concatenate(chunks)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
