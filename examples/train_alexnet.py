@@ -364,9 +364,8 @@ def train(args) -> int:
             save(last, epoch)
             if improved:
                 save(best, epoch)
-            top5 = "n/a" if row["val_top5_error"] is None else f"{row['val_top5_error']:6.2%}"
             print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  val top-1 error "
-                  f"{row['val_top1_error']:6.2%}  top-5 error {top5}  lr {row['lr']:.4g}  train {train_seconds:5.1f} s "
+                  f"{row['val_top1_error']:6.2%}  top-5 error {percent(row['val_top5_error'], 6)}  lr {row['lr']:.4g}  train {train_seconds:5.1f} s "
                   f"({row['images_per_s']:.0f} img/s), val {time.perf_counter() - val_start:.1f} s"
                   + ("  *best" if improved else ""), flush=True)
             if optimizer.lr < row["lr"]:
@@ -417,9 +416,14 @@ def evaluate_only(args) -> int:
                     config["batch_size"], workers=loader_workers(args, device), strict=args.strict) as loader:
         result = evaluate(model, loader, device)
     print(f"{args.eval_only} ({'10 crops' if args.ten_crop else 'centre crop'}, {len(val_folder)} images): "
-          f"top-1 error {result['val_top1_error']:.2%}, top-5 error {result['val_top5_error']:.2%}, "
+          f"top-1 error {result['val_top1_error']:.2%}, top-5 error {percent(result['val_top5_error'])}, "
           f"loss {result['val_loss']:.4f}")
     return 0
+
+
+def percent(error, width=0) -> str:
+    """An error rate for printing; top-5 error is None when there are 5 classes or fewer."""
+    return "n/a" if error is None else f"{error:{width}.2%}"
 
 
 def main(argv=None) -> int:

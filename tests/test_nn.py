@@ -111,6 +111,12 @@ def test_init_functions():
     assert abs(w.numpy().std() - np.sqrt(2 / 300)) < 0.002
     nn.init.constant_(w, 1.0)
     assert (w.numpy() == 1).all()
+    layer = nn.Linear(3, 2)
+    state = layer.state_dict()
+    nn.init.constant_(layer.bias, 1.0)
+    nn.init.normal_(layer.weight)
+    assert (state["bias"].numpy() == 1).all()                # filled in place: the state dict sees it
+    np.testing.assert_array_equal(state["weight"].numpy(), layer.weight.numpy())
     assert nn.init.fan_in(nn.Conv2d(96, 256, 5, groups=2).weight) == 48 * 25
 
 

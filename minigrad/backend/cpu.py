@@ -349,7 +349,7 @@ def max_pool_backward(gy, argmax, x_shape, kernel, stride, padding):
         planes[...] = 0
         target = window_start + offset_in_plane[argmax[part]].reshape(len(planes), oh, ow)
         target += (np.arange(len(planes)) * planes.shape[1])[:, None, None]
-        np.add.at(planes.reshape(-1), target.reshape(-1), gy[part].reshape(-1))
+        scatter_add(planes.reshape(-1), target.reshape(-1), gy[part].reshape(-1))
     over_batch(dx, work)
     return dx[:, :, ph:ph + h, pw:pw + w]
 

@@ -16,14 +16,13 @@ def normal_(tensor: Tensor, std: float = 1.0, mean: float = 0.0) -> Tensor:
     """Fill with samples of N(mean, std²).  The paper: std = 0.01 for every weight."""
     with backend.device_context(tensor.data):
         sample = backend.rng(tensor.device).standard_normal(tensor.shape, dtype=tensor.dtype)
-    tensor.data = sample * tensor.dtype.type(std) + tensor.dtype.type(mean)
+    tensor.data[...] = sample * tensor.dtype.type(std) + tensor.dtype.type(mean)
     return tensor
 
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
     """Fill with one value.  The paper: biases 1 in conv2, conv4, conv5, fc6 and fc7, 0 elsewhere."""
-    with backend.device_context(tensor.data):
-        tensor.data = backend.xp(tensor.data).full(tensor.shape, value, dtype=tensor.dtype)
+    tensor.data.fill(value)
     return tensor
 
 
