@@ -8,7 +8,7 @@ from hypothesis.extra import numpy as hnp
 import minigrad as mg
 import minigrad.functional as F
 from minigrad.functional.dropout import Dropout
-from support import DEVICES, array, check_against_torch, leaves, seeds
+from support import DEVICES, array, check, seeds
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -18,12 +18,11 @@ def test_dropout_with_a_fixed_mask(device, shape, seed, p):
     keep = np.random.default_rng(seed).random(shape) >= p
     mask = mg.tensor(keep, device=device).data
     op = lambda t: Dropout(mask, 1 / (1 - p))(t)  # noqa: E731
-    assert mg.gradcheck(op, leaves([x], device))
 
     def torch_dropout(t):
         import torch
         return t * torch.tensor(keep) / (1 - p)
-    check_against_torch(op, torch_dropout, [x], device)
+    check(op, torch_dropout, [x], device)
 
 
 @pytest.mark.parametrize("inverted", [True, False])

@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 import minigrad.functional as F
-from support import DEVICES, array, check, check_against_torch, leaves, seeds
+from support import DEVICES, array, check, seeds
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -23,12 +23,11 @@ def test_log_softmax(device, shape, seed, data):
 def test_cross_entropy(device, n, classes, seed):
     logits = array(seed, (n, classes)) * 3
     targets = np.random.default_rng(seed).integers(0, classes, n)
-    assert mg.gradcheck(lambda t: F.cross_entropy(t, targets), leaves([logits], device))
 
     def torch_loss(t):
         import torch
         return torch.nn.functional.cross_entropy(t, torch.tensor(targets))
-    check_against_torch(lambda t: F.cross_entropy(t, targets), torch_loss, [logits], device)
+    check(lambda t: F.cross_entropy(t, targets), torch_loss, [logits], device)
 
 
 def test_cross_entropy_is_stable_for_huge_logits():

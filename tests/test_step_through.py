@@ -137,7 +137,7 @@ def test_a_checkpoint_from_training_is_stepped_through(tmp_path):
 
 
 # ----- trace and viz on small graphs ---------------------------------------------------------------------
-def test_dot_contains_every_op_of_a_small_graph():
+def test_dot_contains_every_op_of_a_small_graph(tmp_path):
     x = mg.randn(2, 3, requires_grad=True)
     w = mg.randn(3, 4, requires_grad=True)
     y = (mg.functional.relu(x @ w) * 2).exp().sum()
@@ -145,8 +145,12 @@ def test_dot_contains_every_op_of_a_small_graph():
     for op in ("MatMul", "ReLU", "Mul", "Exp", "Sum"):
         assert f'label="{op}"' in dot, op
     assert dot.count("shape=oval") == 4 and "(2, 3)" in dot and "(3, 4)" in dot   # out, x, w and the constant 2
-    note = mg.viz.render_dot(dot, Path("/tmp/never-written.png")) if shutil.which("dot") is None else None
-    assert note is None or "Graphviz's `dot` program is not installed" in note
+    picture = tmp_path / "graph.png"
+    note = mg.viz.render_dot(dot, picture)
+    if shutil.which("dot") is None:
+        assert "Graphviz's `dot` program is not installed" in note and not picture.exists()
+    else:
+        assert note is None and picture.stat().st_size > 0
 
 
 def test_trace_records_execution_order_and_gradients():

@@ -63,11 +63,14 @@ def assert_same_checkpoints(a, b):
     assert a["schedule"] == b["schedule"] and a["best_val_error"] == b["best_val_error"]
 
 
-def test_resume_continues_bit_exactly(data, tmp_path):
+def test_resume_continues_bit_exactly(data, tmp_path, capsys):
     assert run(data, tmp_path / "straight", "--epochs", "2") == 0
     assert run(data, tmp_path / "split", "--epochs", "1") == 0
+    capsys.readouterr()
     assert train_alexnet.main(["--resume", str(tmp_path / "split" / "last.npz"), "--epochs", "2", "--data", str(data),
                                "--out", str(tmp_path / "split"), "--workers", "0", "--cache", "off"]) == 0
+    out = capsys.readouterr().out
+    assert "last.npz: epoch 2, batch 0" in out and "epoch   1  train loss" not in out   # not a fresh start
     a, b = mg.load(tmp_path / "straight" / "last.npz"), mg.load(tmp_path / "split" / "last.npz")
     assert_same_checkpoints(a, b)
 
@@ -145,12 +148,12 @@ def test_top_k_errors_and_ten_crop_averaging():
     assert train_alexnet.top_k_errors(scores, np.array([1, 9])) == (1, 1)   # row 2: 9 is neither top-1 nor top-5
     assert train_alexnet.top_k_errors(scores, np.array([2, 0])) == (1, 0)
 
-    class MeanPixel(mg.nn.Module):      # logits = (mean of the crop, 0, 0, 0, 0, 0): differs from crop to crop
+    class MeanPixel(mg.nn.Module):      # logits = (mean of the crop, 0.5, 0.4, 0.3, 0.2, 0.1): the first differs by crop
         input_size = 4
 
         def forward(self, x):
             m = x.numpy().mean(axis=(1, 2, 3))
-            return mg.tensor(np.stack([m] + [np.zeros_like(m)] * 5, axis=1))
+            return mg.tensor(np.stack([m] + [np.full_like(m, v) for v in (0.5, 0.4, 0.3, 0.2, 0.1)], axis=1))
 
     class OneBatch:
         def __len__(self):
@@ -164,10 +167,15 @@ def test_top_k_errors_and_ten_crop_averaging():
     images = OneBatch().batches().__next__().images
     logits = np.zeros((2, 10, 6))
     logits[..., 0] = images.mean(axis=(2, 3, 4))
+    logits[..., 1:] = [0.5, 0.4, 0.3, 0.2, 0.1]
     probs = (np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)).mean(axis=1)     # softmax, then average
     expected_loss = -(np.log(probs[0, 0]) + np.log(probs[1, 3])) / 2
     assert result["val_loss"] == pytest.approx(expected_loss)
-    assert result["val_top5_error"] is not None
+    ranked = np.argsort(-probs, axis=1)                  # classes by averaged probability (no ties here)
+    missed_top1 = (ranked[:, 0] != [0, 3]).sum()
+    missed_top5 = sum(label not in row[:5] for label, row in zip([0, 3], ranked))
+    assert missed_top1 != missed_top5                    # so that the two cannot be mixed up unnoticed
+    assert (result["val_top1_error"], result["val_top5_error"]) == (missed_top1 / 2, missed_top5 / 2)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
