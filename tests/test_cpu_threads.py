@@ -75,24 +75,47 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     np.testing.assert_array_equal(cpu.relu_backward(y.mean() + x, x), np.where(x > 0, y.mean() + x, 0))
 
 
-@pytest.mark.parametrize("kernel, stride, padding, groups", [((3, 3), (2, 2), (1, 1), 1), ((5, 5), (1, 1), (2, 2), 2)])
-def test_per_core_convolution_equals_the_batched_form(cores, monkeypatch, kernel, stride, padding, groups):
-    """conv_output and conv_input_grad (blocks of images per core) equal the batched im2col -> matmul ->
-    col2im they replace, however the batch is split.  Not bit for bit: BLAS's rounding depends on how
-    many images a block's matmul holds."""
+@pytest.mark.parametrize("kernel, stride, padding, groups, out_channels", [
+    ((3, 3), (2, 2), (1, 1), 1, 6),       # ∂x by col2im
+    ((5, 5), (1, 1), (2, 2), 2, 6),       # stride 1, but more out channels than in: col2im
+    ((3, 2), (1, 1), (1, 0), 2, 4),       # stride 1, as many out channels as in: ∂x as a convolution of ∂y
+    ((1, 1), (1, 1), (1, 1), 1, 2)])      # stride 1, padding ≥ kernel: col2im
+def test_per_core_convolution_equals_the_batched_form(cores, monkeypatch, kernel, stride, padding, groups, out_channels):
+    """conv_output, conv_input_grad and conv_weight_grad (blocks of images per core) equal the batched
+    im2col -> matmul -> col2im they replace, however the batch is split.  Not bit for bit: BLAS's rounding
+    depends on how many images a block's matmul holds."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 4, 9, 8)).astype(np.float32)
-    w_g = rng.standard_normal((groups, 6 // groups, 4 // groups * kernel[0] * kernel[1])).astype(np.float32)
+    w_g = rng.standard_normal((groups, out_channels // groups, 4 // groups * kernel[0] * kernel[1])).astype(np.float32)
     out_hw = tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(x.shape[2:], kernel, stride, padding))
     cols = cpu.im2col(x, kernel, stride, padding).reshape(groups, w_g.shape[2], -1)
-    batched = (w_g @ cols).reshape(6, 5, *out_hw).transpose(1, 0, 2, 3)
-    gcols = w_g.transpose(0, 2, 1) @ batched.transpose(1, 0, 2, 3).reshape(groups, 6 // groups, -1)
+    batched = (w_g @ cols).reshape(out_channels, 5, *out_hw).transpose(1, 0, 2, 3)
+    gy_g = batched.transpose(1, 0, 2, 3).reshape(groups, out_channels // groups, -1)
+    gcols = w_g.transpose(0, 2, 1) @ gy_g
     batched_gx = cpu.col2im(gcols.reshape(4, *kernel, 5, *out_hw), x.shape, kernel, stride, padding)
+    batched_gw = gy_g @ cols.transpose(0, 2, 1)
     for image_bytes in (10**9, 1):                      # one image per block, or a whole part per block
         monkeypatch.setattr(cpu, "over_blocks", _with_rows(cpu.over_blocks, image_bytes))
         np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), batched, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(cpu.conv_input_grad(batched, w_g, x.shape, kernel, stride, padding), batched_gx,
                                    rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(cpu.conv_weight_grad(x, batched, groups, kernel, stride, padding), batched_gw,
+                                   rtol=1e-4, atol=1e-3)
+
+
+def test_input_gradient_of_a_stride_1_convolution_is_a_convolution(monkeypatch):
+    """With stride 1 and no more out channels than in, conv_input_grad convolves ∂y with the flipped weights
+    (conv_output) and never calls col2im; otherwise it folds the ∂columns back with col2im."""
+    rng = np.random.default_rng(2)
+    x_shape, kernel, padding = (2, 6, 7, 5), (3, 2), (2, 1)
+    w_g = rng.standard_normal((3, 2, 2 * 3 * 2))                          # groups 3, 6 -> 6 channels
+    gy = rng.standard_normal((2, 6, 9, 6))
+    by_col2im = cpu.col2im((w_g.transpose(0, 2, 1) @ gy.transpose(1, 0, 2, 3).reshape(3, 2, -1)).reshape(6, 3, 2, 2, 9, 6),
+                           x_shape, kernel, (1, 1), padding)
+    monkeypatch.setattr(cpu, "col2im", lambda *args: pytest.fail("col2im called"))
+    np.testing.assert_allclose(cpu.conv_input_grad(gy, w_g, x_shape, kernel, (1, 1), padding), by_col2im, rtol=1e-12)
+    with pytest.raises(pytest.fail.Exception, match="col2im called"):
+        cpu.conv_input_grad(gy[:, :, :, :3], w_g, x_shape, kernel, (1, 2), padding)         # stride 2
 
 
 def _with_rows(over_blocks, row_bytes):

@@ -255,12 +255,25 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw):
 
 
 def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
-    """∂L/∂x (N, C, H, W) of a convolution: col2im(Wᵀ @ ∂y) for a block of images at a time on each core.
+    """∂L/∂x (N, C, H, W) of a convolution, by one of two routes, each on a block of images at a time per core.
 
-    A block's ∂columns (about 1 MiB) stay in the core's cache from the matmul to col2im's adds; for the
-    whole batch at once they are written to memory and read back (AlexNet's conv2: 112 MB a tower).
+    col2im(Wᵀ @ ∂y): a block's ∂columns (about 1 MiB) stay in the core's cache from the matmul to col2im's
+    adds; for the whole batch at once they are written to memory and read back (AlexNet's conv2: 112 MB a
+    tower).  col2im adds C·kh·kw short rows per image back onto the image.
+
+    With stride 1 there is a cheaper route when ∂y has no more channels per group than x (AlexNet's conv4
+    and conv5): ∂x is then itself a convolution, of ∂y zero-padded by k − 1 − p with the weights flipped in
+    space and with in and out channels swapped,
+
+        ∂x[n, c, y, x] = Σ_{o, i, j} ∂y_padded[n, o, y + i, x + j] · w[o, c, kh − 1 − i, kw − 1 − j],
+
+    and ``conv_output`` computes it: its im2col copies O·kh·kw rows per image where col2im adds C·kh·kw.
     """
     groups, per_group, k = w_g.shape
+    in_per_group = x_shape[1] // groups
+    if tuple(stride) == (1, 1) and per_group <= in_per_group and all(p < kk for p, kk in zip(padding, kernel)):
+        return conv_output(gy, _flipped(w_g, kernel, in_per_group), kernel, (1, 1),
+                           tuple(kk - 1 - p for kk, p in zip(kernel, padding)), x_shape[2:])
     w_t = w_g.transpose(0, 2, 1)                                                       # (g, K, O/g)
     dx = np.empty(x_shape, dtype=np.result_type(gy.dtype, w_g.dtype))
 
@@ -271,6 +284,45 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
         dx[images] = col2im(gcols, (len(block), *x_shape[1:]), kernel, stride, padding)
     over_images(gy, work, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * dx.itemsize)
     return dx
+
+
+def _flipped(w_g, kernel, in_per_group):
+    """The weights (g, O/g, C/g·kh·kw) of a convolution as those of its transpose, (g, C/g, O/g·kh·kw):
+    w'[c, o, i, j] = w[o, c, kh − 1 − i, kw − 1 − j] in each group."""
+    groups, per_group = w_g.shape[:2]
+    w = w_g.reshape(groups, per_group, in_per_group, *kernel)[..., ::-1, ::-1]
+    return w.transpose(0, 2, 1, 3, 4).reshape(groups, in_per_group, per_group * kernel[0] * kernel[1])
+
+
+def conv_weight_grad(x, gy, groups, kernel, stride, padding):
+    """∂L/∂W (g, O/g, C/g·kh·kw) of a convolution from its input x and ∂y: Σ over the batch of ∂Y @ im2col(x)ᵀ.
+
+    Each core sums the products of its own blocks of images (about 1 MiB of columns, at least one image),
+    and the cores' sums are added at the end: a block's columns go from im2col to the matmul in cache.
+    For the large maps of AlexNet's conv1 and conv2 this beats keeping the whole batch's columns from
+    forward (140 and 2 × 112 MB, written once and read back); see ``keeps_columns``.
+    """
+    o, k = gy.shape[1], x.shape[1] // groups * kernel[0] * kernel[1]
+    sums = {}     # per thread: a part runs on one thread, so each thread adds up its own blocks
+
+    def work(images):
+        block = gy[images]
+        gy_g = block.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)              # (g, O/g, b·oH·oW)
+        cols = im2col(x[images], kernel, stride, padding).reshape(groups, k, -1)        # (g, K, b·oH·oW)
+        product = gy_g @ cols.transpose(0, 2, 1)
+        total = sums.setdefault(threading.get_ident(), product)
+        if total is not product:
+            total += product
+    over_images(x, work, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * x.itemsize)
+    return sum(sums.values()) if sums else np.zeros((groups, o // groups, k), np.result_type(x.dtype, gy.dtype))
+
+
+def keeps_columns(out_hw) -> bool:
+    """Should a convolution's forward keep its columns for ∂W (instead of x, to unfold again per block in
+    ``conv_weight_grad``)?  Yes for small maps: their blocks hold many images, one batched matmul over
+    columns already in memory is faster.  Measured on AlexNet (2 cores): keeping them wins for conv3–5
+    (13 × 13), loses for conv1 (55 × 55) and conv2 (27 × 27)."""
+    return out_hw[0] * out_hw[1] < 400
 
 
 def transposed_copy(x, axes):

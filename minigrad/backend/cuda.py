@@ -141,6 +141,19 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
     return col2im(gcols.reshape(x_shape[1], *kernel, x_shape[0], *gy.shape[2:]), x_shape, kernel, stride, padding)
 
 
+def conv_weight_grad(x, gy, groups, kernel, stride, padding):
+    """As cpu.conv_weight_grad, batched: ∂Y (g, O/g, N·oH·oW) @ im2col(x)ᵀ, one matmul per group."""
+    per_group = gy.shape[1] // groups
+    gy_g = transposed_copy(gy, (1, 0, 2, 3)).reshape(groups, per_group, -1)
+    cols = im2col(x, kernel, stride, padding)
+    return gy_g @ cols.reshape(groups, cols.shape[0] * kernel[0] * kernel[1] // groups, -1).transpose(0, 2, 1)
+
+
+def keeps_columns(out_hw) -> bool:
+    """As cpu.keeps_columns: on the GPU, always (memory is fast, unfolding again is work for nothing)."""
+    return True
+
+
 def in_chunks(work, *arrays):
     """``work(*arrays)``: CuPy's element-wise kernels already use the whole GPU (cpu.in_chunks splits for the cache)."""
     work(*arrays)

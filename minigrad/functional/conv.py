@@ -39,14 +39,15 @@ class Conv2d(Function):
                Y = W @ cols, with W = w as (g, O/g, K): ONE batched matmul over the groups
     backward:  ∂W = ∂Y @ colsᵀ,   ∂cols = Wᵀ @ ∂Y,   ∂x = col2im(∂cols),   ∂b = Σ_{n,y,x} ∂y
 
-    ∂W needs the columns of the whole batch, so forward keeps them when ∂w is wanted.  The other two
-    products go through the backend (``conv_output`` when no ∂w is wanted, ``conv_input_grad``): the
-    GPU runs them batched as above, the CPU on blocks of images per core, so that a block's columns
-    pass from one step to the next through the core's cache (backend/cpu.py).
+    ∂W needs the columns of the whole batch.  Forward keeps them when the backend says so
+    (``keeps_columns``: the GPU always, the CPU for small maps); otherwise it keeps x, and the backend's
+    ``conv_weight_grad`` unfolds it again.  The output when the columns are not kept, and ∂x, also go
+    through the backend (``conv_output``, ``conv_input_grad``): the GPU runs them batched as above, the
+    CPU on blocks of images per core, so that a block's columns pass from one step to the next through
+    the core's cache (backend/cpu.py).
 
     Memory bound: the columns hold kh·kw copies of the input.  When they would take more than
-    ``max_column_bytes``, the batch runs in chunks, and backward recomputes each chunk's columns
-    instead of keeping them all (more work, bounded memory).
+    ``max_column_bytes``, the batch runs in chunks, and nothing keeps columns.
     """
 
     max_column_bytes = 2 * 2**30
@@ -65,7 +66,7 @@ class Conv2d(Function):
         column_bytes = c * kh * kw * self.out_hw[0] * self.out_hw[1] * x.itemsize    # per image
         self.chunk = max(1, min(n, self.max_column_bytes // column_bytes))
         prims = backend.primitives(x)
-        keep_columns = self.needs_input_grad[1] and self.chunk >= n
+        keep_columns = self.needs_input_grad[1] and self.chunk >= n and prims.keeps_columns(self.out_hw)
         y_chunks = []
         for start in range(0, max(n, 1), self.chunk):                       # (an empty batch: one empty chunk)
             x_chunk = x[start:start + self.chunk]
@@ -78,7 +79,7 @@ class Conv2d(Function):
         y = _joined(y_chunks, xp)
         if bias:
             y += bias[0].reshape(1, o, 1, 1)
-        # Keep what backward will use: the columns (or, in chunks, x to rebuild them) for ∂w, the weights for ∂x.
+        # Keep what backward will use: the columns (or x to unfold again) for ∂w, the weights for ∂x.
         if self.needs_input_grad[1]:
             self.cols, self.x = (cols, None) if keep_columns else (None, x)
         if not self.needs_input_grad[0]:
@@ -102,11 +103,13 @@ class Conv2d(Function):
             gx = _joined([prims.conv_input_grad(gy[rows], self.w_g, (len(gy[rows]), *self.x_shape[1:]), (kh, kw),
                                                 self.stride, self.padding) for rows in chunks], xp)
         if self.needs_input_grad[1]:
-            gw = xp.zeros(self.w_shape, dtype=gy.dtype)
-            for rows in chunks if n else []:                                 # (an empty batch: ∂w stays 0)
-                gy_g = prims.transposed_copy(gy[rows], (1, 0, 2, 3)).reshape(g, o // g, -1)   # (g, O/g, n·L)
-                cols = self.cols if self.x is None else self._columns(self.x[rows])
-                gw += (gy_g @ cols.transpose(0, 2, 1)).reshape(self.w_shape)
+            if self.cols is not None:
+                gy_g = prims.transposed_copy(gy, (1, 0, 2, 3)).reshape(g, o // g, -1)    # (g, O/g, N·L)
+                gw = gy_g @ self.cols.transpose(0, 2, 1)
+            else:
+                gw = sum(prims.conv_weight_grad(self.x[rows], gy[rows], g, (kh, kw), self.stride, self.padding)
+                         for rows in chunks)
+            gw = gw.reshape(self.w_shape)
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
