@@ -94,8 +94,8 @@ def test_per_core_convolution_equals_the_batched_form(cores, monkeypatch, kernel
     gcols = w_g.transpose(0, 2, 1) @ gy_g
     batched_gx = cpu.col2im(gcols.reshape(4, *kernel, 5, *out_hw), x.shape, kernel, stride, padding)
     batched_gw = gy_g @ cols.transpose(0, 2, 1)
-    for image_bytes in (10**9, 1):                      # one image per block, or a whole part per block
-        monkeypatch.setattr(cpu, "over_blocks", _with_rows(cpu.over_blocks, image_bytes))
+    for block_bytes in (1, 10**9):                      # one image per block, or a whole part per block
+        monkeypatch.setattr(cpu, "IMAGE_BLOCK_BYTES", block_bytes)
         np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), batched, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(cpu.conv_input_grad(batched, w_g, x.shape, kernel, stride, padding), batched_gx,
                                    rtol=1e-4, atol=1e-4)
@@ -116,10 +116,23 @@ def test_input_gradient_of_a_stride_1_convolution_is_a_convolution(monkeypatch):
     np.testing.assert_allclose(cpu.conv_input_grad(gy, w_g, x_shape, kernel, (1, 1), padding), by_col2im, rtol=1e-12)
     with pytest.raises(pytest.fail.Exception, match="col2im called"):
         cpu.conv_input_grad(gy[:, :, :, :3], w_g, x_shape, kernel, (1, 2), padding)         # stride 2
+    with pytest.raises(pytest.fail.Exception, match="col2im called"):                       # more out channels than in
+        cpu.conv_input_grad(np.concatenate([gy, gy], axis=1), np.concatenate([w_g, w_g], axis=1), x_shape, kernel,
+                            (1, 1), padding)
+    with pytest.raises(pytest.fail.Exception, match="col2im called"):                       # padding 3 ≥ kernel 3
+        cpu.conv_input_grad(np.zeros((2, 6, 11, 6)), w_g, x_shape, kernel, (1, 1), (3, 1))
 
 
-def _with_rows(over_blocks, row_bytes):
-    return lambda array, work, block_bytes, _=None: over_blocks(array, work, block_bytes, row_bytes)
+@pytest.mark.parametrize("cores", [3, 4], indirect=True)
+def test_the_weight_gradient_does_not_depend_on_which_thread_ran_which_part(cores, monkeypatch):
+    """conv_weight_grad adds up the blocks of each part, then the parts, always in the same order: a float32
+    sum in another order rounds differently, and the same run must give the same numbers every time."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 3, 6, 6)).astype(np.float32)
+    gy = rng.standard_normal((7, 4, 4, 4)).astype(np.float32)
+    monkeypatch.setattr(cpu, "IMAGE_BLOCK_BYTES", 1)                     # one image per block: several a part
+    results = {cpu.conv_weight_grad(x, gy, 1, (3, 3), (1, 1), (0, 0)).tobytes() for _ in range(40)}
+    assert len(results) == 1
 
 
 def test_a_primitive_called_inside_a_part_runs_in_that_part(cores):

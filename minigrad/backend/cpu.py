@@ -8,9 +8,9 @@ positions (n of them) or cache-sized blocks of the batch, never over pixels or c
 Every core works: NumPy's element-wise loops and copies run on one core, but they release the
 GIL, so the primitives split the batch into one part per core and run the parts on threads
 (``over_batch``).  The matmuls need no help: BLAS already uses every core.  Except in the
-convolution's output and ∂x: there each core unfolds and multiplies its own blocks of images, with
-BLAS on one thread meanwhile (``over_images``), so that a block's columns go from one step to the
-next through the core's cache instead of through memory.
+convolution's output, its ∂x, and its ∂W for large maps: there each core unfolds and multiplies its
+own blocks of images, with BLAS on one thread meanwhile (``over_images``), so that a block's columns
+go from one step to the next through the core's cache instead of through memory.
 """
 import contextlib
 import ctypes
@@ -84,7 +84,12 @@ def over_blocks(array, work, block_bytes, row_bytes=None) -> None:
         return
     row_bytes = row_bytes or array.itemsize * int(np.prod(array.shape[1:]))
     rows = max(1, block_bytes // max(1, row_bytes))
-    over_batch(array, lambda part: [work(slice(i, min(i + rows, part.stop))) for i in range(part.start, part.stop, rows)])
+    over_batch(array, lambda part: [work(block) for block in _blocks(part, rows)])
+
+
+def _blocks(part, rows) -> list:
+    """The slice ``part`` cut into slices of ``rows`` rows, in order (the last may be shorter)."""
+    return [slice(i, min(i + rows, part.stop)) for i in range(part.start, part.stop, rows)]
 
 
 @functools.cache
@@ -102,13 +107,44 @@ def _blas_on_one_thread():
         yield
 
 
+IMAGE_BLOCK_BYTES = 1 << 20    # the columns of a block of images: about 1 MiB, half a core's L2 cache here
+
+
 def over_images(array, work, bytes_per_image) -> None:
     """``over_blocks`` for work that runs matmuls of its own, on blocks of images of about 1 MiB
-    (``bytes_per_image`` each; at least one image).  When the batch makes several parts, BLAS runs on
-    one thread meanwhile: every core has a part, BLAS's threads would only compete.  With one part
-    (a small batch) BLAS keeps its threads."""
-    with _blas_on_one_thread() if _pieces(array) > 1 else contextlib.nullcontext():
-        over_blocks(array, work, 1 << 20, bytes_per_image)
+    (``bytes_per_image`` each; at least one image), BLAS on one thread meanwhile (``_blas_for_parts``)."""
+    with _blas_for_parts(array):
+        over_blocks(array, work, IMAGE_BLOCK_BYTES, bytes_per_image)
+
+
+def sum_over_images(array, product, bytes_per_image):
+    """Σ of ``product(block)`` over the blocks of ``over_images`` (None for an empty batch).
+
+    Each part adds up its own blocks in order, then the parts' sums are added in order: a float sum
+    depends on its order, and this one must not depend on which thread happened to run which part.
+    """
+    rows = max(1, IMAGE_BLOCK_BYTES // max(1, bytes_per_image))
+    sums = {}                                   # a part's first image -> the sum of the part's blocks
+
+    def work(part):
+        total = None
+        for block in _blocks(part, rows):
+            term = product(block)
+            total = term if total is None else np.add(total, term, out=total)
+        if total is not None:
+            sums[part.start] = total
+    with _blas_for_parts(array):
+        over_batch(array, work)
+    ordered = [sums[start] for start in sorted(sums)]
+    for term in ordered[1:]:
+        ordered[0] += term
+    return ordered[0] if ordered else None
+
+
+def _blas_for_parts(array):
+    """BLAS on one thread when ``array``'s batch makes several parts that each run matmuls: every core
+    has a part, BLAS's own threads would only compete.  With one part (a small batch) BLAS keeps them."""
+    return _blas_on_one_thread() if _pieces(array) > 1 else contextlib.nullcontext()
 
 
 def in_chunks(work, *arrays) -> None:
@@ -237,7 +273,8 @@ def col2im(cols, x_shape, kernel, stride, padding):
 
 
 def conv_output(x, w_g, kernel, stride, padding, out_hw):
-    """The convolution's output (N, O, oH, oW) when nothing needs its columns (no ∂w: evaluation).
+    """The convolution's output (N, O, oH, oW) when nothing keeps its columns (evaluation; training where
+    ``keeps_columns`` says no), and the stride-1 ∂x of ``conv_input_grad``.
 
     y = W @ im2col(x) for a block of images at a time on each core (about 1 MiB of columns, at least one
     image: AlexNet's at 227 hold 1.1 to 4.2 MiB), with W = w_g (g, O/g, K): the block's columns go
@@ -271,7 +308,11 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
     """
     groups, per_group, k = w_g.shape
     in_per_group = x_shape[1] // groups
-    if tuple(stride) == (1, 1) and per_group <= in_per_group and all(p < kk for p, kk in zip(padding, kernel)):
+    # Both routes are exact; this only picks the cheaper one (and the one that exists: padding ≥ kernel
+    # would need a negative padding).
+    as_a_convolution = (tuple(stride) == (1, 1) and per_group <= in_per_group
+                        and all(p < kk for p, kk in zip(padding, kernel)))
+    if as_a_convolution:
         return conv_output(gy, _flipped(w_g, kernel, in_per_group), kernel, (1, 1),
                            tuple(kk - 1 - p for kk, p in zip(kernel, padding)), x_shape[2:])
     w_t = w_g.transpose(0, 2, 1)                                                       # (g, K, O/g)
@@ -297,31 +338,27 @@ def _flipped(w_g, kernel, in_per_group):
 def conv_weight_grad(x, gy, groups, kernel, stride, padding):
     """∂L/∂W (g, O/g, C/g·kh·kw) of a convolution from its input x and ∂y: Σ over the batch of ∂Y @ im2col(x)ᵀ.
 
-    Each core sums the products of its own blocks of images (about 1 MiB of columns, at least one image),
-    and the cores' sums are added at the end: a block's columns go from im2col to the matmul in cache.
-    For the large maps of AlexNet's conv1 and conv2 this beats keeping the whole batch's columns from
-    forward (140 and 2 × 112 MB, written once and read back); see ``keeps_columns``.
+    Summed over blocks of images on each core (about 1 MiB of columns, at least one image; ``sum_over_images``):
+    a block's columns go from im2col to the matmul in cache.  For the large maps of AlexNet's conv1 and
+    conv2 this beats keeping the whole batch's columns from forward (140 and 2 × 112 MB, written once and
+    read back); see ``keeps_columns``.
     """
     o, k = gy.shape[1], x.shape[1] // groups * kernel[0] * kernel[1]
-    sums = {}     # per thread: a part runs on one thread, so each thread adds up its own blocks
 
-    def work(images):
-        block = gy[images]
-        gy_g = block.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)              # (g, O/g, b·oH·oW)
+    def product(images):
+        gy_g = gy[images].transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)         # (g, O/g, b·oH·oW)
         cols = im2col(x[images], kernel, stride, padding).reshape(groups, k, -1)        # (g, K, b·oH·oW)
-        product = gy_g @ cols.transpose(0, 2, 1)
-        total = sums.setdefault(threading.get_ident(), product)
-        if total is not product:
-            total += product
-    over_images(x, work, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * x.itemsize)
-    return sum(sums.values()) if sums else np.zeros((groups, o // groups, k), np.result_type(x.dtype, gy.dtype))
+        return gy_g @ cols.transpose(0, 2, 1)
+    gw = sum_over_images(x, product, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * x.itemsize)
+    return gw if gw is not None else np.zeros((groups, o // groups, k), np.result_type(x.dtype, gy.dtype))
 
 
 def keeps_columns(out_hw) -> bool:
     """Should a convolution's forward keep its columns for ∂W (instead of x, to unfold again per block in
     ``conv_weight_grad``)?  Yes for small maps: their blocks hold many images, one batched matmul over
-    columns already in memory is faster.  Measured on AlexNet (2 cores): keeping them wins for conv3–5
-    (13 × 13), loses for conv1 (55 × 55) and conv2 (27 × 27)."""
+    columns already in memory is faster.  Measured on AlexNet at batch 32 on 2 cores, forward + ∂W: conv1
+    (55 × 55) 114 ms keeping the columns, 85 ms unfolding again; conv2 (27 × 27) 172 and 155 ms; but
+    conv3 (13 × 13) 80 and 100 ms."""
     return out_hw[0] * out_hw[1] < 400
 
 

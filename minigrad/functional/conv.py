@@ -39,12 +39,15 @@ class Conv2d(Function):
                Y = W @ cols, with W = w as (g, O/g, K): ONE batched matmul over the groups
     backward:  ∂W = ∂Y @ colsᵀ,   ∂cols = Wᵀ @ ∂Y,   ∂x = col2im(∂cols),   ∂b = Σ_{n,y,x} ∂y
 
-    ∂W needs the columns of the whole batch.  Forward keeps them when the backend says so
-    (``keeps_columns``: the GPU always, the CPU for small maps); otherwise it keeps x, and the backend's
-    ``conv_weight_grad`` unfolds it again.  The output when the columns are not kept, and ∂x, also go
-    through the backend (``conv_output``, ``conv_input_grad``): the GPU runs them batched as above, the
-    CPU on blocks of images per core, so that a block's columns pass from one step to the next through
-    the core's cache (backend/cpu.py).
+    (With stride 1, ∂x is also a convolution: of ∂y, padded by k − 1 − p, with w flipped in space and its
+    in and out channels swapped.  The CPU takes that route when it is the cheaper one.)
+
+    ∂W sums over the batch, so it needs every image's columns.  Forward keeps them when the backend says
+    so (``keeps_columns``: the GPU always, the CPU for small maps); otherwise it keeps x, and the backend's
+    ``conv_weight_grad`` unfolds it again.  That, the output when the columns are not kept, and ∂x go
+    through the backend (``conv_weight_grad``, ``conv_output``, ``conv_input_grad``): the GPU runs them
+    batched as above, the CPU on blocks of images per core, so that a block's columns pass from one step
+    to the next through the core's cache (backend/cpu.py).
 
     Memory bound: the columns hold kh·kw copies of the input.  When they would take more than
     ``max_column_bytes``, the batch runs in chunks, and nothing keeps columns.
@@ -107,8 +110,11 @@ class Conv2d(Function):
                 gy_g = prims.transposed_copy(gy, (1, 0, 2, 3)).reshape(g, o // g, -1)    # (g, O/g, N·L)
                 gw = gy_g @ self.cols.transpose(0, 2, 1)
             else:
-                gw = sum(prims.conv_weight_grad(self.x[rows], gy[rows], g, (kh, kw), self.stride, self.padding)
-                         for rows in chunks)
+                per_chunk = [prims.conv_weight_grad(self.x[rows], gy[rows], g, (kh, kw), self.stride, self.padding)
+                             for rows in chunks]
+                gw = per_chunk[0]
+                for term in per_chunk[1:]:
+                    gw += term
             gw = gw.reshape(self.w_shape)
         if len(self.needs_input_grad) == 2:
             return gx, gw
