@@ -31,8 +31,7 @@ from minigrad.trace import Trace  # noqa: E402
 from models.alexnet import AlexNet  # noqa: E402
 
 PRESETS = {"full": dict(width=1.0, input_size=227), "cpu": dict(width=0.25, input_size=67)}   # as train_alexnet.py
-WHAT_IT_SEES = {"conv1": "the image", "conv2": "its own tower", "conv3": "both towers", "conv4": "its own tower",
-                "conv5": "its own tower", "fc6": "both towers", "fc7": "both towers", "fc8": "both towers"}
+SEES = {"image": "the image", "own": "its own tower", "both": "both towers"}   # AlexNet.layer_table()'s "sees"
 
 
 def parse_args(argv=None):
@@ -142,7 +141,8 @@ def _slice(tensor: np.ndarray) -> str:
         corner, precision=4, suppress_small=True, max_line_width=110).replace("\n", "\n  ")
 
 
-def describe(record) -> str:
+def describe(record, model) -> str:
+    """One line: the layer's name, its tower and (for conv and fc layers) what it sees, and what it computes."""
     m = record.module
     if record.kind == "Conv2d":
         what = (f"{m.out_channels} filters {m.kernel_size[0]}×{m.kernel_size[1]} over {m.in_channels} channels, "
@@ -156,11 +156,13 @@ def describe(record) -> str:
     elif record.kind == "ReLU":
         what = "max(x, 0)"
     elif record.kind == "Dropout":
-        what = f"p = {m.p}: the identity now (evaluation mode); in training half the units are dropped"
+        what = f"p = {m.p}: the identity now (evaluation mode); in training {m.p:.0%} of the units are dropped"
     else:
         what = "one long vector per image for the fully connected layers"
     layer = record.name.split(".")[-1]
-    sees = WHAT_IT_SEES.get(layer)
+    sees = None
+    if record.kind in ("Conv2d", "Linear"):
+        sees = next(SEES[row["sees"]] for row in model.layer_table() if row["layer"] == layer)
     tower = "" if record.tower is None else f", tower {record.tower}"
     return f"{record.name} ({record.kind}{tower}{'; sees ' + sees if sees else ''}): {what}"
 
@@ -178,7 +180,7 @@ def lesson(model, classes, trace, loss, probs, target, description, pager: Pager
     pager.say("\n" + "=" * 30 + " FORWARD PASS " + "=" * 30)
     for i, r in enumerate(records, 1):
         stats = r.statistics()
-        pager.say(f"\n[{i}/{len(records)}] {describe(r)}")
+        pager.say(f"\n[{i}/{len(records)}] {describe(r, model)}")
         pager.say(f"  {' × '.join(map(str, r.input.shape))}  →  {' × '.join(map(str, r.output.shape))}      "
                   f"{r.arithmetic()}")
         if r.parameters:
@@ -259,7 +261,7 @@ def write_html(folder: Path, model, classes, trace, loss, probs, target, descrip
                 pictures += (f'<figure><img src="layer{i:02d}_gradient.png"><figcaption>∂L/∂output, first 8 '
                              "maps</figcaption></figure>")
         params = "".join(f"<li>‖∂L/∂{html.escape(n)}‖ = {_fmt(norms[n])}</li>" for n, _ in r.module.named_parameters())
-        rows.append(f"""<section><h2>{i + 1}. {html.escape(describe(r))}</h2>
+        rows.append(f"""<section><h2>{i + 1}. {html.escape(describe(r, model))}</h2>
 <p>{' × '.join(map(str, r.input.shape))} → {' × '.join(map(str, r.output.shape))} &nbsp; <code>{html.escape(r.arithmetic())}</code>
 &nbsp; parameters {r.parameters:,} &nbsp; MACs {r.macs:,}</p>
 <p>output mean {stats['mean']:+.4f}, std {stats['std']:.4f}, min {stats['min']:+.4f}, max {stats['max']:+.4f},

@@ -35,7 +35,7 @@ from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, Unre
                            default_workers, image_statistics, make_builtin_dataset)
 from minigrad.data.builtin import cache_home  # noqa: E402
 from minigrad.data import transforms as T  # noqa: E402
-from models.alexnet import AlexNet  # noqa: E402
+from models.alexnet import INITS, AlexNet  # noqa: E402
 
 # Settings that depend on the preset; a flag given on the command line wins.
 PRESETS = {
@@ -67,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="initial learning rate ε (paper: 0.01)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 0.0005)")
-    p.add_argument("--init", choices=["he", "paper", "caffe"], default="he",
+    p.add_argument("--init", choices=sorted(INITS), default="he",
                    help="weight initialisation (default he; see models/alexnet.py for why)")
     p.add_argument("--width", type=float, help="scale every layer's filters/units (overrides the preset)")
     p.add_argument("--input-size", type=int, help="crop size fed to the network (overrides the preset; 32k+3)")
@@ -357,7 +357,7 @@ def train(args) -> int:
             row = {"epoch": epoch + 1, "train_loss": run["loss_sum"] / run["seen"], "train_top1": run["correct"] / run["seen"],
                    **result, "lr": optimizer.lr, "seconds": train_seconds, "images_per_s": run["seen"] / train_seconds}
             history.append(row)
-            schedule.step(result["val_top1_error"])
+            lowered = schedule.step(result["val_top1_error"])
             epoch += 1
             improved = result["val_top1_error"] < best_error
             best_error = min(best_error, result["val_top1_error"])
@@ -368,7 +368,7 @@ def train(args) -> int:
                   f"{row['val_top1_error']:6.2%}  top-5 error {percent(row['val_top5_error'], 6)}  lr {row['lr']:.4g}  train {train_seconds:5.1f} s "
                   f"({row['images_per_s']:.0f} img/s), val {time.perf_counter() - val_start:.1f} s"
                   + ("  *best" if improved else ""), flush=True)
-            if optimizer.lr < row["lr"]:
+            if lowered:
                 print(f"  validation error stopped improving: learning rate divided by 10 -> {optimizer.lr:g}")
             write_metrics(args.out / "metrics.csv", history)
             write_pictures(args.out, history, model)

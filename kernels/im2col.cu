@@ -8,7 +8,7 @@
 
 // im2col — thread mapping: one thread per element of cols, in cols' memory order (ox fastest), so the
 // writes are coalesced; each thread reads one input pixel (or writes 0 in the padding).
-// Memory passes: cols written once; x read kh*kw times in all (cached), nothing else.
+// Memory passes: cols written once; x read about (kh/sh)·(kw/sw) times in all (cached), nothing else.
 template <typename T>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols,
                        int N, int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw, int oH, int oW) {

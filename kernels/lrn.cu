@@ -11,8 +11,8 @@
 // the top.  Consecutive threads take consecutive x, so every load and store is coalesced.
 // The running sum is kept in double even for float data: after a large value leaves the window, a float
 // sum would keep its rounding error, which can exceed the small values that remain (and make s < 0).
-// Memory passes: forward reads a twice (entering and leaving the window), writes b and s once;
-// backward reads a, s, g twice and writes da once.
+// Memory passes: forward reads a three times (entering the window, leaving it, and at its own channel),
+// writes b and s once; backward reads a, s, g three times each and writes da once.
 
 template <typename T>
 __global__ void lrn_forward(const T* __restrict__ a, T* __restrict__ b, T* __restrict__ s,

@@ -45,7 +45,7 @@ def no_grad():
 class Function:
     inputs: tuple = ()               # the input Tensors, kept while the graph is alive
     needs_input_grad: tuple = ()     # per input: does it want a gradient? (backward may skip work)
-    outputs: tuple = ()              # weak references to the output Tensors (hooks, retain_grad)
+    outputs: tuple = ()              # weak references to the output Tensors (for retain_grad)
     output_meta: tuple = ()          # (shape, dtype, device) of each output, to build zero gradients
     saved_names: frozenset = frozenset()
     released = False                 # True once backward freed the saved buffers

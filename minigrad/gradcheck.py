@@ -104,7 +104,7 @@ def _compare(i, shape, analytic, numeric, atol, rtol) -> dict:
     err = np.abs(analytic - numeric)
     tolerance = atol + rtol * np.abs(numeric)
     bad = ~(err <= tolerance)                                # NaN counts as bad
-    used = np.where(np.isnan(err), np.inf, err / tolerance)  # the share of its tolerance each element uses
+    used = np.where(np.isnan(err), np.inf, err / np.maximum(tolerance, np.finfo(err.dtype).tiny))   # share used
     worst = np.unravel_index(np.argmax(used), shape) if err.size else ()
     rel = err / np.maximum(np.abs(numeric), 1e-12)
     return {"input": i, "shape": shape, "abs": np.max(err, initial=0.0), "rel": np.max(rel, initial=0.0),

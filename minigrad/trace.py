@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .nn import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU
-from .tensor import Tensor
 
 
 @dataclass
@@ -29,7 +28,7 @@ class LayerRecord:
     output: np.ndarray = field(repr=False)
     grad_input: np.ndarray | None = field(default=None, repr=False)
     grad_output: np.ndarray | None = field(default=None, repr=False)
-    input_id: int = 0              # id() of the input tensor (the graph keeps it alive during the pass)
+    input_id: int = 0              # id() of the input tensor (the Trace keeps it alive while it records)
     input_readers: int = 1         # how many recorded layers read this same input tensor (grad_input is their sum)
 
     @property
@@ -113,6 +112,7 @@ class Trace:
         self.model, self.layers = model, layers
         self.records: list[LayerRecord] = []
         self._handles = []
+        self._inputs = []     # the recorded inputs, alive until the end: a freed tensor's id() could be reused
 
     def __enter__(self) -> Trace:
         for name, module in self.model.named_modules():
@@ -123,7 +123,7 @@ class Trace:
     def __exit__(self, *exc) -> None:
         for handle in self._handles:       # module hooks and tensor hooks: nothing stays behind
             handle.remove()
-        self._handles = []
+        self._handles, self._inputs = [], []
         readers = {}
         for record in self.records:
             readers[record.input_id] = readers.get(record.input_id, 0) + 1
@@ -135,9 +135,10 @@ class Trace:
             x = inputs[0]
             entry = LayerRecord(name, type(module).__name__, module, x.numpy(), output.numpy(), input_id=id(x))
             self.records.append(entry)
+            self._inputs.append(x)
             if output.requires_grad:
                 self._handles.append(output.register_hook(lambda g: setattr(entry, "grad_output", g.numpy())))
-            if isinstance(x, Tensor) and x.requires_grad:
+            if x.requires_grad:
                 self._handles.append(x.register_hook(lambda g: setattr(entry, "grad_input", g.numpy())))
         return record
 

@@ -28,11 +28,8 @@ def filter_grid(weights, columns: int | None = None, zoom: int = 4, gap: int = 1
     width = len(blocks) * columns * tile_w + (len(blocks) - 1) * separator + gap
     image = np.full((rows * tile_h + gap, width, 3), 255, dtype=np.uint8)
     for b, block in enumerate(blocks):
-        left = b * (columns * tile_w + separator)
-        for i, f in enumerate(block):
-            f = f[:3].transpose(1, 2, 0) if f.shape[0] == 3 else np.repeat(f[0][..., None], 3, axis=2)
-            top, x = gap + (i // columns) * tile_h, left + gap + (i % columns) * tile_w
-            image[top:top + kh * zoom, x:x + kw * zoom] = _stretched_tile(f, zoom)
+        tiles = [f[:3].transpose(1, 2, 0) if f.shape[0] == 3 else np.repeat(f[0][..., None], 3, axis=2) for f in block]
+        _paste_grid(image, tiles, b * (columns * tile_w + separator), columns, zoom, gap)
     return image
 
 
@@ -50,10 +47,16 @@ def feature_maps(activation, count: int = 8, zoom: int | None = None, columns: i
     rows = math.ceil(len(maps) / columns)
     gap = 2
     image = np.full((rows * (h * zoom + gap) + gap, columns * (w * zoom + gap) + gap), 255, dtype=np.uint8)
-    for i, m in enumerate(maps):
-        top, left = gap + (i // columns) * (h * zoom + gap), gap + (i % columns) * (w * zoom + gap)
-        image[top:top + h * zoom, left:left + w * zoom] = _stretched_tile(m, zoom)
+    _paste_grid(image, maps, 0, columns, zoom, gap)
     return image
+
+
+def _paste_grid(image, tiles, left: int, columns: int, zoom: int, gap: int) -> None:
+    """Paste ``tiles`` (each H×W[×3], stretched and zoomed) into ``image``, ``columns`` to a row, from column ``left``."""
+    h, w = tiles[0].shape[:2]
+    for i, tile in enumerate(tiles):
+        top, x = gap + (i // columns) * (h * zoom + gap), left + gap + (i % columns) * (w * zoom + gap)
+        image[top:top + h * zoom, x:x + w * zoom] = _stretched_tile(tile, zoom)
 
 
 def _stretched_tile(tile, zoom: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import nn
+from minigrad.functional.conv import output_size as conv_output_size
 
 # Filters or units of each layer, summed over the towers (the paper's numbers).
 PAPER_WIDTHS = {"conv1": 96, "conv2": 256, "conv3": 384, "conv4": 384, "conv5": 256, "fc6": 4096, "fc7": 4096}
@@ -42,13 +43,13 @@ INITS = {
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, layer: str) -> int:
-    """(size − kernel + 2·padding)/stride + 1, refusing sizes where that is not a whole number."""
-    exact = (size - kernel + 2 * padding) / stride + 1
-    if exact != int(exact) or exact < 1:
+    """(size − kernel + 2·padding)/stride + 1, refusing sizes where that is not a whole number ≥ 1."""
+    span = size - kernel + 2 * padding
+    if span % stride or span < 0:
         raise ValueError(f"AlexNet: the input size does not work out at {layer}: ({size} − {kernel} + 2·{padding})/"
-                         f"{stride} + 1 = {exact:g}, not a whole number ≥ 1. Input sizes that work: 67, 99, 131, 163, "
-                         "195, 227, 259, ... (32k + 3)")
-    return int(exact)
+                         f"{stride} + 1 = {span / stride + 1:g}, not a whole number ≥ 1. Input sizes that work: 67, 99, "
+                         "131, 163, 195, 227, 259, ... (32k + 3)")
+    return conv_output_size(size, kernel, stride, padding)
 
 
 class Tower(nn.Module):
@@ -246,15 +247,14 @@ def _side_by_side(convs, x):
     first = convs[0]
     alike = all(type(c) is nn.Conv2d and c.groups == 1 and c.bias is not None and not c._forward_hooks
                 and (c.kernel_size, c.stride, c.padding) == (first.kernel_size, first.stride, first.padding)
+                and c.weight.shape[1:] == first.weight.shape[1:] == (x.shape[1], *first.kernel_size)
+                and c.bias.shape == (c.weight.shape[0],)
                 for c in convs)
     if len(convs) > 1 and alike:
-        try:
-            weight, bias = mg.cat([c.weight for c in convs]), mg.cat([c.bias for c in convs])
-            y = mg.functional.conv2d(x, weight, bias, first.stride, first.padding)
-            return mg.split(y, [c.out_channels for c in convs], axis=1)
-        except (ValueError, TypeError):
-            pass     # a wrong shape: the layers one by one raise the error that names the layer
-    return [conv(x) for conv in convs]
+        weight, bias = mg.cat([c.weight for c in convs]), mg.cat([c.bias for c in convs])
+        y = mg.functional.conv2d(x, weight, bias, first.stride, first.padding)
+        return mg.split(y, [c.weight.shape[0] for c in convs], axis=1)
+    return [conv(x) for conv in convs]    # (a weight of a wrong shape among them: its layer's error names it)
 
 
 def _join(parts):

@@ -52,6 +52,11 @@ def test_forward_shapes_and_arithmetic_match_the_summary_and_the_tensors(lesson)
     assert "(227 − 11 + 2·0)/4 + 1 = 55" in text and "(55 − 3 + 2·0)/2 + 1 = 27" in text
     assert "(27 − 5 + 2·2)/1 + 1 = 27" in text and "(13 − 3 + 2·1)/1 + 1 = 13" in text
     assert f"{sum(p.size for p in model.parameters()):,} parameters" in text
+    if model.n_towers == 2:
+        assert "towers.0.conv3 (Conv2d, tower 0; sees both towers)" in text and "sees both towers):" in text
+    else:                                              # one tower: nothing crosses, conv3 and the fcs see their own
+        assert "sees both towers" not in text and "towers.0.conv3 (Conv2d, tower 0; sees its own tower)" in text
+    assert "towers.0.conv1 (Conv2d, tower 0; sees the image)" in text
 
 
 def test_every_parameter_appears_with_its_gradient_norm(lesson):
@@ -222,3 +227,20 @@ def test_gradient_flow_bars_are_relative_to_the_largest_norm(lesson):
     flow = text.split("GRADIENT FLOW")[1]
     bars = [len(line.split()[-1]) for line in flow.splitlines() if line.strip().endswith("#")]
     assert max(bars) == 60 and min(bars) >= 1 and len(set(bars)) > 1
+
+
+def test_inputs_made_and_dropped_inside_the_pass_are_not_counted_as_shared():
+    """Each ReLU below reads a fresh tensor that nothing else keeps; Python may give a later one the id() of
+    a freed one, and the trace must still count one reader per input."""
+    relu = mg.nn.ReLU()
+
+    class Many(mg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.relu = relu
+
+        def forward(self, x):
+            return [self.relu(mg.randn(2, 4)).sum().item() for _ in range(50)]
+    with mg.no_grad(), Trace(Many()) as trace:
+        Many()(None)
+    assert len(trace.records) == 50 and {r.input_readers for r in trace.records} == {1}

@@ -143,10 +143,9 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
 
 def conv_weight_grad(x, gy, groups, kernel, stride, padding):
     """As cpu.conv_weight_grad, batched: ∂Y (g, O/g, N·oH·oW) @ im2col(x)ᵀ, one matmul per group."""
-    per_group = gy.shape[1] // groups
-    gy_g = transposed_copy(gy, (1, 0, 2, 3)).reshape(groups, per_group, -1)
-    cols = im2col(x, kernel, stride, padding)
-    return gy_g @ cols.reshape(groups, cols.shape[0] * kernel[0] * kernel[1] // groups, -1).transpose(0, 2, 1)
+    gy_g = transposed_copy(gy, (1, 0, 2, 3)).reshape(groups, gy.shape[1] // groups, -1)
+    k = x.shape[1] // groups * kernel[0] * kernel[1]
+    return gy_g @ im2col(x, kernel, stride, padding).reshape(groups, k, -1).transpose(0, 2, 1)
 
 
 def keeps_columns(out_hw) -> bool:

@@ -91,9 +91,8 @@ class Conv2d(Function):
 
     def _columns(self, x):
         """im2col of x as (g, K, n·L)."""
-        kh, kw = self.w_shape[2:]
-        cols = backend.primitives(x).im2col(x, (kh, kw), self.stride, self.padding)
-        return cols.reshape(self.groups, cols.shape[0] * kh * kw // self.groups, cols.shape[3] * cols.shape[4] * cols.shape[5])
+        cols = backend.primitives(x).im2col(x, self.w_shape[2:], self.stride, self.padding)
+        return cols.reshape(self.w_g.shape[0], self.w_g.shape[2], -1)
 
     def backward(self, gy):
         xp = backend.xp(gy)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import HookHandle, Tensor
 
 
 class Parameter(Tensor):
@@ -76,8 +76,6 @@ class Module:
 
         Returns a handle whose ``remove()`` unregisters the hook.  (minigrad.trace builds on this.)
         """
-        from ..tensor import HookHandle
-
         self._forward_hooks.append(hook)
         return HookHandle(self._forward_hooks, hook)
 
@@ -198,11 +196,10 @@ def _name_the_layer(err: Exception, module: Module) -> None:
     'towers.0.conv2 (Conv2d(48, 128, ...)): conv2d: expected input of shape (N, 48, H, W) ..., got ...'.
     """
     if not hasattr(err, "_minigrad_layer"):
-        err._minigrad_layer, err._minigrad_message, err._minigrad_path = module, str(err), ""
+        err._minigrad_layer, err._minigrad_message = module, str(err)
     path = next((name for name, m in module.named_modules() if m is err._minigrad_layer), None)
     if path is None:   # the error came from elsewhere (raised again through another network): keep what it says
         return
-    err._minigrad_path = path
     layer = f"{path} ({err._minigrad_layer!r})" if path else repr(err._minigrad_layer)
     err.args = (f"{layer}: {err._minigrad_message}",)
 
