@@ -91,9 +91,9 @@ def test_preprocess_modes():
     mean, std = np.array([0.5, 0.5, 0.5], np.float32), np.array([0.25, 0.25, 0.25], np.float32)
     centre = Preprocess(16, mean, std, "eval")(image, None)
     assert centre.shape == (3, 16, 16) and centre.dtype == np.float32
-    np.testing.assert_allclose(centre[:, 0, 0], (image[2, 2] / 255 - 0.5) / 0.25, rtol=1e-6)
-    ten = Preprocess(16, mean, std, "ten-crop")(image, None)
     f = ((image / 255 - mean) / std).transpose(2, 0, 1)          # written out: the corners, the centre, mirrored
+    np.testing.assert_allclose(centre, f[:, 2:18, 2:18], rtol=1e-5, atol=1e-5)
+    ten = Preprocess(16, mean, std, "ten-crop")(image, None)
     crops = [f[:, 0:16, 0:16], f[:, 0:16, 4:20], f[:, 4:20, 0:16], f[:, 4:20, 4:20], f[:, 2:18, 2:18]]
     np.testing.assert_allclose(ten, np.stack(crops + [c[:, :, ::-1] for c in crops]), rtol=1e-5, atol=1e-5)
 
@@ -121,6 +121,11 @@ def test_training_colour_noise_shifts_each_image_by_one_colour():
     assert np.abs(shift).max() > 1e-4                                      # something was added
     np.testing.assert_allclose(shift, shift[:, :1, :1] * np.ones_like(shift), atol=1e-5)   # the same for every pixel
     assert np.abs(shift[:, 0, 0]).max() < 0.1                   # a small colour shift (α·λ, α ~ N(0, 0.1))
+    # Over many images the shift P·(α ⊙ λ) has covariance P·diag(0.01·λ²)·Pᵀ: the eigenvectors are used.
+    shifts = np.array([(Preprocess(8, mean, std, "train", pca, flip=False)(image, np.random.default_rng(seed))[:, 0, 0]
+                        - plain[:, 0, 0]) * std for seed in range(4000)])
+    expected = pca[1] @ np.diag(0.01 * pca[0] ** 2) @ pca[1].T
+    np.testing.assert_allclose(np.cov(shifts.T), expected, rtol=0.15, atol=2e-3 * np.abs(expected).max())
 
 
 # ----- a tiny image tree with a PNG, a corrupt JPEG and a text file ------------------------------------
