@@ -107,12 +107,18 @@ def _blas_on_one_thread():
         yield
 
 
-IMAGE_BLOCK_BYTES = 1 << 20    # the columns of a block of images: about 1 MiB, half a core's L2 cache here
+# The columns of a block of images: about 6 MiB, at least one image.  Large maps get one image a block
+# (AlexNet's conv1 and conv2: 4.4 and 3.5 MB of columns); small ones several, so that the matmul is
+# wide enough to run at full speed (conv3-5 at 13 × 13: 169 columns an image, 3-8 images a block).
+# Measured on 2 cores against 1 MiB (one image of those): conv4's ∂x 20.5 -> 16.8 ms, conv5's 14 -> 11,
+# conv3's 48 -> 43; 4 to 10 MiB ran alike.
+IMAGE_BLOCK_BYTES = 6 << 20
 
 
 def over_images(array, work, bytes_per_image) -> None:
-    """``over_blocks`` for work that runs matmuls of its own, on blocks of images of about 1 MiB
-    (``bytes_per_image`` each; at least one image), BLAS on one thread meanwhile (``_blas_for_parts``)."""
+    """``over_blocks`` for work that runs matmuls of its own, on blocks of images of about
+    ``IMAGE_BLOCK_BYTES`` (``bytes_per_image`` each; at least one image), BLAS on one thread meanwhile
+    (``_blas_for_parts``)."""
     with _blas_for_parts(array):
         over_blocks(array, work, IMAGE_BLOCK_BYTES, bytes_per_image)
 
@@ -276,9 +282,9 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw):
     """The convolution's output (N, O, oH, oW) when nothing keeps its columns (evaluation; training where
     ``keeps_columns`` says no), and the stride-1 ∂x of ``conv_input_grad``.
 
-    y = W @ im2col(x) for a block of images at a time on each core (about 1 MiB of columns, at least one
-    image: AlexNet's at 227 hold 1.1 to 4.2 MiB), with W = w_g (g, O/g, K): the block's columns go
-    straight from im2col to the matmul through the core's caches.  Unfolding the whole batch first
+    y = W @ im2col(x) for a block of images at a time on each core (about 6 MiB of columns, at least one
+    image: ``IMAGE_BLOCK_BYTES``), with W = w_g (g, O/g, K): the block's columns go straight from im2col
+    to the matmul through the core's caches.  Unfolding the whole batch first
     writes all the columns to memory and reads them back (AlexNet's conv1: 140 MB).
     """
     groups, per_group, k = w_g.shape
@@ -294,7 +300,7 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw):
 def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
     """∂L/∂x (N, C, H, W) of a convolution, by one of two routes, each on a block of images at a time per core.
 
-    col2im(Wᵀ @ ∂y): a block's ∂columns (about 1 MiB) stay in the core's cache from the matmul to col2im's
+    col2im(Wᵀ @ ∂y): a block's ∂columns (about 6 MiB) stay in the core's cache from the matmul to col2im's
     adds; for the whole batch at once they are written to memory and read back (AlexNet's conv2: 112 MB a
     tower).  col2im adds C·kh·kw short rows per image back onto the image.
 
@@ -338,7 +344,7 @@ def _flipped(w_g, kernel, in_per_group):
 def conv_weight_grad(x, gy, groups, kernel, stride, padding):
     """∂L/∂W (g, O/g, C/g·kh·kw) of a convolution from its input x and ∂y: Σ over the batch of ∂Y @ im2col(x)ᵀ.
 
-    Summed over blocks of images on each core (about 1 MiB of columns, at least one image; ``sum_over_images``):
+    Summed over blocks of images on each core (about 6 MiB of columns, at least one image; ``sum_over_images``):
     a block's columns go from im2col to the matmul in cache.  For the large maps of AlexNet's conv1 and
     conv2 this beats keeping the whole batch's columns from forward (140 and 2 × 112 MB, written once and
     read back); see ``keeps_columns``.
