@@ -81,7 +81,7 @@ def test_a_bad_input_size_is_refused_with_the_arithmetic():
         AlexNet(input_size=239)          # conv1 works (58), pool1 does not
     small = AlexNet(input_size=67, width=0.25, num_classes=10)
     assert small.sizes["pool5"] == 1 and small.towers[0].fc6.weight.shape == (512, 64)
-    with pytest.raises(ValueError, match=r"AlexNet: expected images of shape \(N, 3, 67, 67\), got \(2, 3, 64, 64\)"):
+    with pytest.raises(ValueError, match=r"^AlexNet: expected images of shape \(N, 3, 67, 67\), got \(2, 3, 64, 64\)$"):
         small(mg.zeros(2, 3, 64, 64))
 
 

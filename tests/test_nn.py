@@ -90,6 +90,35 @@ def test_errors_from_inside_a_network_carry_the_path_to_the_layer():
         net(mg.zeros(2, 3, 6, 6))
 
 
+def test_a_block_or_network_that_raises_itself_is_named_without_its_whole_tree():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            if x.shape[-1] < 3:
+                raise ValueError("block: too small")
+            return self.conv(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, x):
+            if x.ndim != 4:
+                raise ValueError("net: expected 4 dimensions")
+            return self.block(x)
+
+    with pytest.raises(ValueError, match=r"^block \(Block\): block: too small$"):
+        Net()(mg.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"^net: expected 4 dimensions$"):
+        Net()(mg.zeros(3, 2, 2))
+    with pytest.raises(ValueError, match=r"^block\.conv \(Conv2d\(3, 4, .*\)\): conv2d: expected input"):
+        Net()(mg.zeros(1, 5, 4, 4))
+
+
 def test_repr_shows_the_tree():
     text = repr(TinyNet())
     assert "(features): Sequential(" in text and "(0): Conv2d(3, 4, kernel_size=(3, 3)" in text

@@ -197,11 +197,17 @@ def _name_the_layer(err: Exception, module: Module) -> None:
     """
     if not hasattr(err, "_minigrad_layer"):
         err._minigrad_layer, err._minigrad_message = module, str(err)
-    path = next((name for name, m in module.named_modules() if m is err._minigrad_layer), None)
+    failing = err._minigrad_layer
+    path = next((name for name, m in module.named_modules() if m is failing), None)
     if path is None:   # the error came from elsewhere (raised again through another network): keep what it says
         return
-    layer = f"{path} ({err._minigrad_layer!r})" if path else repr(err._minigrad_layer)
-    err.args = (f"{layer}: {err._minigrad_message}",)
+    if next(failing.children(), None) is None:         # a layer: its one-line repr says what it is
+        described = repr(failing)
+    elif path:                                         # a block of layers: its repr would be the whole tree
+        described = type(failing).__name__
+    else:                                              # a network's own check: its message names it already
+        return
+    err.args = (f"{path} ({described}): {err._minigrad_message}" if path else f"{described}: {err._minigrad_message}",)
 
 
 class ModuleList(Module):
