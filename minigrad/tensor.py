@@ -111,6 +111,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (did you create it under no_grad(), "
                                "or forget requires_grad=True on the inputs?)")
+        caller_gave_grad = grad is not None
         with backend.device_context(self.data):
             if grad is None:
                 if self.size != 1:
@@ -120,11 +121,13 @@ class Tensor:
                 grad = backend.xp(self.data).ones_like(self.data)
             else:
                 grad = grad.data if isinstance(grad, Tensor) else grad
-                grad = backend.xp(self.data).array(backend.to_device(grad, self.device), dtype=self.dtype)  # a copy
+                grad = backend.xp(self.data).asarray(backend.to_device(grad, self.device), dtype=self.dtype)
                 if grad.shape != self.data.shape:
                     raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected the tensor's shape "
                                      f"{self.shape}")
         handed_out: set[int] = set()   # memory already given to some .grad in this backward (see _own)
+        if caller_gave_grad:   # used as it is, not copied (37 MB at AlexNet's conv1); a .grad that would share it gets a copy
+            handed_out.add(id(grad if grad.base is None else grad.base))
         leaf_grads = {self: grad} if self.grad_fn is None else _backpropagate(self, grad, retain_graph, handed_out)
         for leaf, g in leaf_grads.items():
             with backend.device_context(leaf.data):

@@ -221,6 +221,28 @@ def test_gradients_of_different_tensors_never_share_memory():
     np.testing.assert_array_equal(upstream, [1.0, 1.0])    # nor with the caller's gradient
 
 
+def test_the_callers_gradient_is_used_as_it_is_but_never_becomes_a_grad():
+    seen = []
+
+    class Record(mg.Function):
+        def forward(self, x):
+            return x.copy()
+
+        def backward(self, gy):
+            seen.append(gy)
+            return gy                                   # handed on unchanged: it reaches x.grad
+
+    x = mg.tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+    upstream = np.ones((2, 3), np.float32)
+    Record()(x).backward(upstream)
+    assert np.shares_memory(seen[0], upstream)          # no copy on the way in
+    assert not np.shares_memory(x.grad.data, upstream)  # but x.grad is x's own
+    leaf = mg.tensor(np.zeros(3, np.float32), requires_grad=True)
+    leaf_upstream = np.ones(3, np.float32)
+    leaf.backward(leaf_upstream[:])                     # a view of the caller's array, straight into a leaf
+    assert not np.shares_memory(leaf.grad.data, leaf_upstream)
+
+
 def test_a_backward_may_return_none_for_a_non_leaf_input():
     class StopGradient(mg.Function):
         def forward(self, x):
