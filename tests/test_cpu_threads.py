@@ -73,6 +73,10 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     np.testing.assert_array_equal(cpu.transposed_copy(x, (1, 0, 3, 2)), x.transpose(1, 0, 3, 2))
     np.testing.assert_array_equal(cpu.relu(x), np.maximum(x, 0))
     np.testing.assert_array_equal(cpu.relu_backward(y.mean() + x, x), np.where(x > 0, y.mean() + x, 0))
+    other = x[:, :3].astype(np.float64)                     # joined with another dtype: NumPy's promotion
+    for axis in range(4):
+        pieces = [x, other if axis == 1 else x]
+        np.testing.assert_array_equal(cpu.concatenate(pieces, axis), np.concatenate(pieces, axis=axis))
 
 
 @pytest.mark.parametrize("kernel, stride, padding, groups, out_channels", [
@@ -182,7 +186,7 @@ def test_over_blocks_visits_every_row_once_in_small_blocks(cores):
 
 def test_in_chunks_hands_out_matching_rows_of_every_array(cores):
     rng = np.random.default_rng(0)
-    target, source = np.zeros((70_000, 3)), rng.standard_normal((70_000, 3))   # several 256 KiB blocks
+    target, source = np.zeros((70_000, 3)), rng.standard_normal((70_000, 3))   # several 512 KiB blocks
 
     def copy(target_rows, source_rows):
         target_rows[...] = source_rows

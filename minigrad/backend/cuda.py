@@ -171,6 +171,10 @@ def transposed_copy(x, axes):
     return cupy().ascontiguousarray(x.transpose(axes))
 
 
+def concatenate(arrays, axis):
+    return cupy().concatenate(arrays, axis=axis)
+
+
 def max_pool_forward(x, kernel, stride, padding, out_hw, need_argmax=True):
     """(y, argmax) as cpu.max_pool_forward (argmax as int32, always: the kernel finds both in one pass);
     kernels/maxpool.cu."""

@@ -88,7 +88,7 @@ class Concatenate(Function):
             raise ValueError(f"concatenate: inputs must have the same shape except along axis {self.axis}, "
                              f"got {', '.join(str(tuple(x.shape)) for x in xs)}")
         self.sizes = [x.shape[axis] for x in xs]
-        return backend.xp(xs[0]).concatenate(xs, axis=axis)
+        return backend.primitives(xs[0]).concatenate(xs, axis)
 
     def backward(self, gy):
         return _split(gy, self.sizes, self.axis)
@@ -108,7 +108,7 @@ class Split(Function):
         return _split(x, self.sizes, self.axis)
 
     def backward(self, *gys):
-        return backend.xp(gys[0]).concatenate(gys, axis=self.axis)
+        return backend.primitives(gys[0]).concatenate(gys, self.axis)
 
 
 def _split(x, sizes, axis):
