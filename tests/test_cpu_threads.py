@@ -101,6 +101,9 @@ def test_per_core_convolution_equals_the_batched_form(cores, monkeypatch, kernel
     for block_bytes in (1, 10**9):                      # one image per block, or a whole part per block
         monkeypatch.setattr(cpu, "IMAGE_BLOCK_BYTES", block_bytes)
         np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), batched, rtol=1e-5, atol=1e-5)
+        bias = np.arange(out_channels, dtype=np.float32)
+        np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw, bias),
+                                   batched + bias.reshape(-1, 1, 1), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(cpu.conv_input_grad(batched, w_g, x.shape, kernel, stride, padding), batched_gx,
                                    rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(cpu.conv_weight_grad(x, batched, groups, kernel, stride, padding), batched_gw,

@@ -310,6 +310,10 @@ def test_cuda_convolution_routes_match_numpy(emulated_cuda, groups):
     w_g = array(1, (groups, 6 // groups, 4 // groups * 6))
     np.testing.assert_allclose(cuda.conv_output(x, w_g, kernel, stride, padding, out_hw),
                                cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), rtol=1e-12, atol=1e-12)
+    bias = array(3, (6,))
+    np.testing.assert_allclose(cuda.conv_output(x, w_g, kernel, stride, padding, out_hw, bias),
+                               cpu.conv_output(x, w_g, kernel, stride, padding, out_hw) + bias.reshape(6, 1, 1),
+                               rtol=1e-12, atol=1e-12)
     gy = array(2, (3, 6, *out_hw))
     np.testing.assert_allclose(cuda.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding),
                                cpu.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding), rtol=1e-12, atol=1e-12)

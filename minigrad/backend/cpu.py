@@ -279,9 +279,9 @@ def col2im(cols, x_shape, kernel, stride, padding):
     return dx[:, :, ph:ph + h, pw:pw + w]
 
 
-def conv_output(x, w_g, kernel, stride, padding, out_hw):
-    """The convolution's output (N, O, oH, oW) when nothing keeps its columns (evaluation; training where
-    ``keeps_columns`` says no), and the stride-1 ∂x of ``conv_input_grad``.
+def conv_output(x, w_g, kernel, stride, padding, out_hw, bias=None):
+    """The convolution's output (N, O, oH, oW), plus ``bias`` (O,) when given, when nothing keeps its columns
+    (evaluation; training where ``keeps_columns`` says no), and the stride-1 ∂x of ``conv_input_grad``.
 
     y = W @ im2col(x) for a block of images at a time on each core (about 6 MiB of columns, at least one
     image: ``IMAGE_BLOCK_BYTES``), with W = w_g (g, O/g, K): the block's columns go straight from im2col
@@ -294,6 +294,8 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw):
     def work(images):
         cols = im2col(x[images], kernel, stride, padding).reshape(groups, k, -1)      # (g, K, b·oH·oW)
         y[images] = (w_g @ cols).reshape(groups * per_group, -1, *out_hw).transpose(1, 0, 2, 3)
+        if bias is not None:
+            y[images] += bias.reshape(-1, 1, 1)     # while the block is in cache (a pass over y costs ~7 ms a step)
     over_images(x, work, bytes_per_image=groups * k * out_hw[0] * out_hw[1] * y.itemsize)
     return y
 

@@ -125,11 +125,13 @@ def col2im(cols, x_shape, kernel, stride, padding):
     return dx
 
 
-def conv_output(x, w_g, kernel, stride, padding, out_hw):
+def conv_output(x, w_g, kernel, stride, padding, out_hw, bias=None):
     """As cpu.conv_output.  On the GPU the batched form is the fast one: im2col of the whole batch, one
     matmul per group, and the (O, N, ·) result turned into (N, O, ·)."""
     groups, per_group, k = w_g.shape
     y_g = w_g @ im2col(x, kernel, stride, padding).reshape(groups, k, -1)          # (g, O/g, N·oH·oW)
+    if bias is not None:
+        y_g += bias.reshape(groups, per_group, 1)
     return transposed_copy(y_g.reshape(groups * per_group, len(x), *out_hw), (1, 0, 2, 3))
 
 

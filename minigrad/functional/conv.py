@@ -76,12 +76,13 @@ class Conv2d(Function):
             if keep_columns:
                 cols = self._columns(x_chunk)
                 y_g = self.w_g @ cols                                        # (g, O/g, n·L)
+                if bias:
+                    y_g += bias[0].reshape(*self.w_g.shape[:2], 1)
                 y_chunks.append(prims.transposed_copy(y_g.reshape(o, -1, *self.out_hw), (1, 0, 2, 3)))
             else:
-                y_chunks.append(prims.conv_output(x_chunk, self.w_g, (kh, kw), self.stride, self.padding, self.out_hw))
+                y_chunks.append(prims.conv_output(x_chunk, self.w_g, (kh, kw), self.stride, self.padding, self.out_hw,
+                                                  bias[0] if bias else None))
         y = _joined(y_chunks, xp)
-        if bias:
-            y += bias[0].reshape(1, o, 1, 1)
         # Keep what backward will use: the columns (or x to unfold again) for ∂w, the weights for ∂x.
         if self.needs_input_grad[1]:
             self.cols, self.x = (cols, None) if keep_columns else (None, x)
