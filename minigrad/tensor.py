@@ -89,6 +89,7 @@ class Tensor:
 
     def register_hook(self, hook) -> HookHandle:
         """Call ``hook(grad)`` when this tensor's gradient is ready; a returned Tensor replaces the gradient.
+        Return a new Tensor rather than changing ``grad`` in place: its array may be shared (see ``backward``).
 
         Returns a handle whose ``remove()`` unregisters the hook.  On a tensor made by an op the hook is
         kept by that op's graph node, so it runs even if this Tensor object is gone by then (as in PyTorch).
@@ -105,7 +106,9 @@ class Tensor:
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Compute d(self)/d(leaf) for every leaf that requires grad, adding it into ``leaf.grad``.
 
-        grad: d(loss)/d(self); may be omitted only when self holds one element (then it is 1).
+        grad: d(loss)/d(self); may be omitted only when self holds one element (then it is 1).  It is used as
+            it is, not copied (as in PyTorch): hooks and each op's backward may see this very array, and must
+            not change it in place.  No ``.grad`` ever shares its memory.
         retain_graph: keep the saved buffers so that backward can go through the graph again.
         """
         if not self.requires_grad:
@@ -127,7 +130,7 @@ class Tensor:
                                      f"{self.shape}")
         handed_out: set[int] = set()   # memory already given to some .grad in this backward (see _own)
         if caller_gave_grad:   # used as it is, not copied (37 MB at AlexNet's conv1); a .grad that would share it gets a copy
-            handed_out.add(id(grad if grad.base is None else grad.base))
+            handed_out.add(id(_memory_owner(grad)))
         leaf_grads = {self: grad} if self.grad_fn is None else _backpropagate(self, grad, retain_graph, handed_out)
         for leaf, g in leaf_grads.items():
             with backend.device_context(leaf.data):
@@ -251,13 +254,21 @@ def _apply_hooks(hooks: list, grad, shape, device, dtype):
     return grad
 
 
+def _memory_owner(array):
+    """The array at the root of ``array``'s chain of views.  Views of one array share that root; an array made
+    on memory from elsewhere (``torch.Tensor.numpy()``, ``np.frombuffer``) is the root of its own views."""
+    while isinstance(array.base, type(array)):
+        array = array.base
+    return array
+
+
 def _own(grad, handed_out: set):
     """``grad``, copied if its memory already went to another tensor's ``.grad`` in this backward.
 
     Ops may pass one array to several inputs (a + b gives ∂L/∂y to both); without this, changing
     a.grad in place would change b.grad.  Copies happen only when memory really is shared.
     """
-    owner = grad if grad.base is None else grad.base
+    owner = _memory_owner(grad)
     if id(owner) in handed_out:
         return grad.copy()
     handed_out.add(id(owner))

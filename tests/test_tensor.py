@@ -241,6 +241,10 @@ def test_the_callers_gradient_is_used_as_it_is_but_never_becomes_a_grad():
     leaf_upstream = np.ones(3, np.float32)
     leaf.backward(leaf_upstream[:])                     # a view of the caller's array, straight into a leaf
     assert not np.shares_memory(leaf.grad.data, leaf_upstream)
+    a, b = mg.tensor(np.zeros(3, np.float32), requires_grad=True), mg.tensor(np.zeros(3, np.float32), requires_grad=True)
+    foreign = np.frombuffer(bytearray(24), dtype=np.float32)   # on memory NumPy did not allocate (as torch's .numpy())
+    mg.cat([a, b]).backward(foreign)                    # split's backward hands each input a view of it
+    assert not np.shares_memory(a.grad.data, foreign) and not np.shares_memory(b.grad.data, foreign)
 
 
 def test_a_backward_may_return_none_for_a_non_leaf_input():
