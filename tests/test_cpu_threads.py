@@ -74,9 +74,11 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     np.testing.assert_array_equal(cpu.relu(x), np.maximum(x, 0))
     np.testing.assert_array_equal(cpu.relu_backward(y.mean() + x, x), np.where(x > 0, y.mean() + x, 0))
     other = x[:, :3].astype(np.float64)                     # joined with another dtype: NumPy's promotion
-    for axis in range(4):
-        pieces = [x, other if axis == 1 else x]
+    for axis in range(-4, 4):
+        pieces = [x, other if axis in (1, -3) else x]
         np.testing.assert_array_equal(cpu.concatenate(pieces, axis), np.concatenate(pieces, axis=axis))
+    with pytest.raises(ValueError):          # batches that differ: NumPy's error, not a silent cut
+        cpu.concatenate([x, x[:3]], 1)
 
 
 @pytest.mark.parametrize("kernel, stride, padding, groups, out_channels", [

@@ -113,7 +113,7 @@ def test_a_block_or_network_that_raises_itself_is_named_without_its_whole_tree()
 
     with pytest.raises(ValueError, match=r"^block \(Block\): block: too small$"):
         Net()(mg.zeros(1, 3, 2, 2))
-    with pytest.raises(ValueError, match=r"^net: expected 4 dimensions$"):
+    with pytest.raises(ValueError, match=r"^Net: net: expected 4 dimensions$"):
         Net()(mg.zeros(3, 2, 2))
     with pytest.raises(ValueError, match=r"^block\.conv \(Conv2d\(3, 4, .*\)\): conv2d: expected input"):
         Net()(mg.zeros(1, 5, 4, 4))

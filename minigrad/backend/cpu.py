@@ -10,7 +10,7 @@ GIL, so the primitives split the batch into one part per core and run the parts 
 (``over_batch``).  The matmuls need no help: BLAS already uses every core.  Except in the
 convolution's output, its ∂x, and its ∂W for large maps: there each core unfolds and multiplies its
 own blocks of images, with BLAS on one thread meanwhile (``over_images``), so that a block's columns
-go from one step to the next through the core's cache instead of through memory.
+go from one step to the next through the cache instead of through memory.
 """
 import contextlib
 import ctypes
@@ -285,7 +285,7 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw, bias=None):
 
     y = W @ im2col(x) for a block of images at a time on each core (about 6 MiB of columns, at least one
     image: ``IMAGE_BLOCK_BYTES``), with W = w_g (g, O/g, K): the block's columns go straight from im2col
-    to the matmul through the core's caches.  Unfolding the whole batch first
+    to the matmul through the caches.  Unfolding the whole batch first
     writes all the columns to memory and reads them back (AlexNet's conv1: 140 MB).
     """
     groups, per_group, k = w_g.shape
@@ -303,7 +303,7 @@ def conv_output(x, w_g, kernel, stride, padding, out_hw, bias=None):
 def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
     """∂L/∂x (N, C, H, W) of a convolution, by one of two routes, each on a block of images at a time per core.
 
-    col2im(Wᵀ @ ∂y): a block's ∂columns (about 6 MiB) stay in the core's cache from the matmul to col2im's
+    col2im(Wᵀ @ ∂y): a block's ∂columns (about 6 MiB) stay in the caches from the matmul to col2im's
     adds; for the whole batch at once they are written to memory and read back (AlexNet's conv2: 112 MB a
     tower).  col2im adds C·kh·kw short rows per image back onto the image.
 
@@ -371,7 +371,8 @@ def keeps_columns(out_hw) -> bool:
     ``conv_weight_grad``)?  Yes for small maps: their blocks hold many images, one batched matmul over
     columns already in memory is faster.  Measured on AlexNet at batch 32 on 2 cores, forward + ∂W: conv1
     (55 × 55) 114 ms keeping the columns, 85 ms unfolding again; conv2 (27 × 27) 172 and 155 ms; but
-    conv3 (13 × 13) 80 and 100 ms."""
+    conv3 (13 × 13) 80 and 100 ms.  Again with blocks of 6 MiB: conv2 76 and 69 ms, conv3 78 and 82, conv4
+    34 and 36, conv5 26 and 26."""
     return out_hw[0] * out_hw[1] < 400
 
 
@@ -389,10 +390,11 @@ def transposed_copy(x, axes):
 
 
 def concatenate(arrays, axis):
-    """``np.concatenate(arrays, axis)``, on every core when the arrays have a batch axis in front of ``axis``
+    """``np.concatenate(arrays, axis)``, on every core when the arrays share a batch axis in front of ``axis``
     (AlexNet's towers joined along channels: 37 MB at conv1, 4.9 -> 1.6 ms on 2 cores)."""
-    if axis == 0:
-        return np.concatenate(arrays)
+    axis = axis + arrays[0].ndim if axis < 0 else axis
+    if axis == 0 or len({len(a) for a in arrays}) > 1:    # no shared batch axis (NumPy says what is wrong)
+        return np.concatenate(arrays, axis=axis)
     shape = list(arrays[0].shape)
     shape[axis] = sum(a.shape[axis] for a in arrays)
     out = np.empty(shape, dtype=np.result_type(*arrays))

@@ -174,6 +174,7 @@ def transposed_copy(x, axes):
 
 
 def concatenate(arrays, axis):
+    """As cpu.concatenate."""
     return cupy().concatenate(arrays, axis=axis)
 
 

@@ -201,13 +201,13 @@ def _name_the_layer(err: Exception, module: Module) -> None:
     path = next((name for name, m in module.named_modules() if m is failing), None)
     if path is None:   # the error came from elsewhere (raised again through another network): keep what it says
         return
-    if next(failing.children(), None) is None:         # a layer: its one-line repr says what it is
-        described = repr(failing)
-    elif path:                                         # a block of layers: its repr would be the whole tree
-        described = type(failing).__name__
-    else:                                              # a network's own check: its message names it already
-        return
-    err.args = (f"{path} ({described}): {err._minigrad_message}" if path else f"{described}: {err._minigrad_message}",)
+    # A layer's one-line repr says what it is; a block's or network's would be its whole tree: its class then.
+    described = repr(failing) if next(failing.children(), None) is None else type(failing).__name__
+    message = err._minigrad_message
+    if path:
+        err.args = (f"{path} ({described}): {message}",)
+    elif not message.startswith(f"{described}:"):      # (a network's own check may name it already)
+        err.args = (f"{described}: {message}",)
 
 
 class ModuleList(Module):
