@@ -28,55 +28,60 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def build(batch):
-    import torch
-
-    import minigrad as mg
-    from models.alexnet import AlexNet, to_grouped
-    from test_alexnet import torch_alexnet   # the grouped reference model of the equivalence test
-
-    mg.manual_seed(0)
-    ours = AlexNet()
-    theirs = torch_alexnet(2, dropout=0.5)
-    theirs.load_state_dict({k: torch.tensor(v) for k, v in to_grouped(ours.state_dict()).items()})
+def batch_of_images(batch):
     images = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype(np.float32)
-    labels = np.arange(batch) % 1000
-    return ours, theirs, images, labels
+    return images, np.arange(batch) % 1000
 
 
-def steps(ours, theirs, images, labels):
-    """(minigrad train, torch train, minigrad forward, torch forward) step functions."""
+def network(framework: str):
+    """minigrad's two-tower AlexNet, or PyTorch's grouped-convolution model with LRN per tower."""
+    if framework == "minigrad":
+        import minigrad as mg
+        from models.alexnet import AlexNet
+        mg.manual_seed(0)
+        return AlexNet()
+    from test_alexnet import torch_alexnet   # the grouped reference model of the equivalence test
+    return torch_alexnet(2, dropout=0.5)
+
+
+def build(batch):
+    """Both networks with the same weights, and a batch."""
     import torch
 
-    import minigrad as mg
-    F = mg.functional
-    opt = mg.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    topt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x, tx, ty = mg.tensor(images), torch.tensor(images), torch.tensor(labels)
+    from models.alexnet import to_grouped
+    ours, theirs = network("minigrad"), network("torch")
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in to_grouped(ours.state_dict()).items()})
+    return (ours, theirs, *batch_of_images(batch))
 
-    def mg_train():
-        ours.train()
-        loss = F.cross_entropy(ours(x), labels)
+
+def step_functions(framework: str, net, images, labels):
+    """(training step, forward-only step) of ``net`` on the batch, for either framework."""
+    if framework == "minigrad":
+        import minigrad as lib
+        x, y, loss_of, no_grad = lib.tensor(images), labels, lib.functional.cross_entropy, lib.no_grad
+    else:
+        import torch as lib
+        x, y, loss_of, no_grad = lib.tensor(images), lib.tensor(labels), lib.nn.functional.cross_entropy, lib.no_grad
+    opt = lib.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def train():
+        net.train()
+        loss = loss_of(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    def torch_train():
-        theirs.train()
-        loss = torch.nn.functional.cross_entropy(theirs(tx), ty)
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
+    def forward():
+        net.eval()
+        with no_grad():
+            net(x)
+    return train, forward
 
-    def mg_forward():
-        ours.eval()
-        with mg.no_grad():
-            ours(x)
 
-    def torch_forward():
-        theirs.eval()
-        with torch.no_grad():
-            theirs(tx)
+def steps(ours, theirs, images, labels):
+    """(minigrad train, torch train, minigrad forward, torch forward) step functions."""
+    mg_train, mg_forward = step_functions("minigrad", ours, images, labels)
+    torch_train, torch_forward = step_functions("torch", theirs, images, labels)
     return mg_train, torch_train, mg_forward, torch_forward
 
 
@@ -87,38 +92,20 @@ def timed(fn) -> float:
 
 
 def alone(framework: str, batch: int, steps: int) -> tuple:
-    """(median training-step seconds, peak RSS MiB) of a fresh process that builds only ``framework``'s model."""
-    code = f"""
-import sys, statistics, time
-sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})
-import numpy as np
-images = np.random.default_rng(0).standard_normal(({batch}, 3, 227, 227)).astype(np.float32)
-labels = np.arange({batch}) % 1000
-if {framework!r} == "minigrad":
-    import minigrad as mg
-    from models.alexnet import AlexNet
-    model = AlexNet()
-    opt = mg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    def step():
-        loss = mg.functional.cross_entropy(model(mg.tensor(images)), labels); opt.zero_grad(); loss.backward(); opt.step()
-else:
-    import torch
-    from test_alexnet import torch_alexnet
-    model = torch_alexnet(2, dropout=0.5)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(torch.tensor(images)), torch.tensor(labels))
-        opt.zero_grad(); loss.backward(); opt.step()
-seconds = []
-for _ in range({steps} + 1):
-    start = time.perf_counter(); step(); seconds.append(time.perf_counter() - start)
-# VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the parent's size
-peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
-print(statistics.median(seconds[1:]), peak)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    seconds, peak = map(float, out.split())
+    """(median training-step seconds, peak RSS MiB) of a fresh process that builds only ``framework``'s model
+    (this script again, with ``--alone``)."""
+    command = [sys.executable, __file__, "--alone", framework, "--batch", str(batch), "--steps", str(steps)]
+    seconds, peak = map(float, subprocess.run(command, capture_output=True, text=True, check=True).stdout.split())
     return seconds, peak
+
+
+def run_alone(framework: str, batch: int, steps: int) -> None:
+    """Print the median training-step seconds and the peak RSS (MiB) of this process."""
+    train, _ = step_functions(framework, network(framework), *batch_of_images(batch))
+    seconds = [timed(train) for _ in range(steps + 1)]
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the parent's size
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+    print(statistics.median(seconds[1:]), peak)
 
 
 def main():
@@ -126,7 +113,11 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per framework and mode (default 5)")
     parser.add_argument("--save", help="also write the table to this file")
+    parser.add_argument("--alone", choices=("minigrad", "torch"), help=argparse.SUPPRESS)   # see alone()
     args = parser.parse_args()
+    if args.alone:
+        run_alone(args.alone, args.batch, args.steps)
+        return
     from bench_layers import layer_table, machine_info
     lines = [machine_info(),
              f"full two-tower AlexNet, batch {args.batch}, 227×227, float32; median of {args.steps} steps after 1 warm-up", ""]

@@ -59,17 +59,18 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         sets = [("built-in 96px -> 76, crop 67", ImageFolder(make_builtin_dataset(quiet=True) / "train", 76), 67),
                 ("photos 500x375 -> 256, 227", ImageFolder(photo_tree(Path(tmp) / "photos", args.images), 256), 227)]
+        every_core = default_workers("cuda")     # the loader alone: one worker per core, as beside a GPU
         for name, folder, crop in sets:
             cache = ImageCache(folder, Path(tmp) / "cache")
             start = time.perf_counter()
-            with DataLoader(folder, None, 1, workers=default_workers()) as loader:
+            with DataLoader(folder, None, 1, workers=every_core) as loader:
                 cache.build(loader.decoded_images())
             build = len(folder) / (time.perf_counter() - start)
-            line = f"{name:28s} {'(build)':10s} {default_workers():7d} {build:9.0f}"
+            line = f"{name:28s} {'(build)':10s} {every_core:7d} {build:9.0f}"
             lines.append(line)
             print(line, flush=True)
             for source_name, source in (("decode", folder), ("cache", cache)):
-                for workers in sorted({0, 1, default_workers()}):
+                for workers in sorted({0, 1, every_core}):
                     line = f"{name:28s} {source_name:10s} {workers:7d} {images_per_second(source, crop, workers):9.0f}"
                     lines.append(line)
                     print(line, flush=True)

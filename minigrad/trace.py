@@ -5,10 +5,10 @@
         loss.backward()
     for record in trace.records: ...      # execution order: one per layer call
 
-Each layer (a module with no children) gets a forward hook that records its input and output; a
-tensor hook on each of them records the gradient that reaches it during backward.  The records hold
-the arrays (for pictures) and plain numbers (for printing and JSON): shapes, the size arithmetic, the
-parameters and multiply-accumulates, statistics of the output, gradient norms.
+Each layer (by default every layer type minigrad.nn has; see ``Trace``) gets a forward hook that records
+its input and output; a tensor hook on each of them records the gradient that reaches it during backward.
+The records hold the arrays (for pictures) and plain numbers (for printing and JSON): shapes, the size
+arithmetic, the parameters and multiply-accumulates, statistics of the output, gradient norms.
 """
 from __future__ import annotations
 

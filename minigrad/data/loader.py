@@ -186,7 +186,7 @@ class DataLoader:
         self.close()
 
 
-def default_workers(device: str = "cuda") -> int:
+def default_workers(device: str) -> int:
     """Loader worker processes for a model trained on ``device``: one per core beside a GPU.
 
     On the CPU, minigrad's ops already use every core, so workers compete with them: none up to

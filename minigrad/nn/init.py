@@ -16,13 +16,16 @@ def normal_(tensor: Tensor, std: float = 1.0, mean: float = 0.0) -> Tensor:
     """Fill with samples of N(mean, std²).  The paper: std = 0.01 for every weight."""
     with backend.device_context(tensor.data):
         sample = backend.rng(tensor.device).standard_normal(tensor.shape, dtype=tensor.dtype)
-    tensor.data[...] = sample * tensor.dtype.type(std) + tensor.dtype.type(mean)
+        sample *= tensor.dtype.type(std)
+        sample += tensor.dtype.type(mean)
+        tensor.data[...] = sample
     return tensor
 
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
     """Fill with one value.  The paper: biases 1 in conv2, conv4, conv5, fc6 and fc7, 0 elsewhere."""
-    tensor.data.fill(value)
+    with backend.device_context(tensor.data):
+        tensor.data.fill(value)
     return tensor
 
 
