@@ -86,30 +86,30 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     ((5, 5), (1, 1), (2, 2), 2, 6),       # stride 1, but more out channels than in: col2im
     ((3, 2), (1, 1), (1, 0), 2, 4),       # stride 1, as many out channels as in: ∂x as a convolution of ∂y
     ((1, 1), (1, 1), (1, 1), 1, 2)])      # stride 1, padding ≥ kernel: col2im
-def test_per_core_convolution_equals_the_batched_form(cores, monkeypatch, kernel, stride, padding, groups, out_channels):
-    """conv_output, conv_input_grad and conv_weight_grad (blocks of images per core) equal the batched
-    im2col -> matmul -> col2im they replace, however the batch is split.  Not bit for bit: BLAS's rounding
-    depends on how many images a block's matmul holds."""
+def test_per_core_convolution_equals_pytorch(cores, monkeypatch, kernel, stride, padding, groups, out_channels):
+    """conv_output, conv_input_grad and conv_weight_grad (blocks of images per core) against PyTorch's
+    convolution and its two gradients, however the batch is split (float64)."""
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((5, 4, 9, 8)).astype(np.float32)
-    w_g = rng.standard_normal((groups, out_channels // groups, 4 // groups * kernel[0] * kernel[1])).astype(np.float32)
+    x = rng.standard_normal((5, 4, 9, 8))
+    w_g = rng.standard_normal((groups, out_channels // groups, 4 // groups * kernel[0] * kernel[1]))
+    w = w_g.reshape(out_channels, 4 // groups, *kernel)
     out_hw = tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(x.shape[2:], kernel, stride, padding))
-    cols = cpu.im2col(x, kernel, stride, padding).reshape(groups, w_g.shape[2], -1)
-    batched = (w_g @ cols).reshape(out_channels, 5, *out_hw).transpose(1, 0, 2, 3)
-    gy_g = batched.transpose(1, 0, 2, 3).reshape(groups, out_channels // groups, -1)
-    gcols = w_g.transpose(0, 2, 1) @ gy_g
-    batched_gx = cpu.col2im(gcols.reshape(4, *kernel, 5, *out_hw), x.shape, kernel, stride, padding)
-    batched_gw = gy_g @ cols.transpose(0, 2, 1)
+    gy = rng.standard_normal((5, out_channels, *out_hw))
+    x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y_t = torch.nn.functional.conv2d(x_t, w_t, stride=stride, padding=padding, groups=groups)
+    y_t.backward(torch.tensor(gy))
+    y, gx, gw = y_t.detach().numpy(), x_t.grad.numpy(), w_t.grad.numpy().reshape(w_g.shape)
     for block_bytes in (1, 10**9):                      # one image per block, or a whole part per block
         monkeypatch.setattr(cpu, "IMAGE_BLOCK_BYTES", block_bytes)
-        np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), batched, rtol=1e-5, atol=1e-5)
-        bias = np.arange(out_channels, dtype=np.float32)
+        np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), y, rtol=1e-10, atol=1e-10)
+        bias = np.arange(out_channels, dtype=np.float64)
         np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw, bias),
-                                   batched + bias.reshape(-1, 1, 1), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(cpu.conv_input_grad(batched, w_g, x.shape, kernel, stride, padding), batched_gx,
-                                   rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(cpu.conv_weight_grad(x, batched, groups, kernel, stride, padding), batched_gw,
-                                   rtol=1e-4, atol=1e-3)
+                                   y + bias.reshape(-1, 1, 1), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(cpu.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding), gx,
+                                   rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(cpu.conv_weight_grad(x, gy, groups, kernel, stride, padding), gw,
+                                   rtol=1e-10, atol=1e-10)
 
 
 def test_input_gradient_of_a_stride_1_convolution_is_a_convolution(monkeypatch):
@@ -228,6 +228,8 @@ cpu.SMALL, cpu.CORES = 0, 2
 cpu.over_batch(np.zeros(4), lambda part: None)      # the parent's workers are up
 pid = os.fork()
 if pid == 0:
+    import signal
+    signal.alarm(10)                                # work left to the parent's (absent) threads would hang
     seen = np.zeros(4)
     def work(part):
         seen[part] += 1
@@ -239,14 +241,18 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     assert result.stdout.strip() == "0", result.stderr
 
 
-def test_empty_batches_odd_dtypes_and_empty_parameters_still_work(cores):
+@pytest.mark.parametrize("keeps_columns", [True, False])
+def test_empty_batches_odd_dtypes_and_empty_parameters_still_work(cores, monkeypatch, keeps_columns):
     """Found in review: the threaded code first failed on each of these (the old code handled them)."""
     import minigrad as mg
     import minigrad.functional as F
+    monkeypatch.setattr(cpu, "keeps_columns", lambda out_hw: keeps_columns)   # both routes to ∂W
     empty = mg.tensor(np.ones((0, 2, 4, 4), np.float32), requires_grad=True)
-    y = F.conv2d(empty, mg.tensor(np.ones((3, 2, 3, 3), np.float32), requires_grad=True), padding=1)
+    w = mg.tensor(np.ones((3, 2, 3, 3), np.float32), requires_grad=True)
+    y = F.conv2d(empty, w, padding=1)
     y.sum().backward()
     assert y.shape == (0, 3, 4, 4) and empty.grad.shape == (0, 2, 4, 4)
+    np.testing.assert_array_equal(w.grad.numpy(), np.zeros((3, 2, 3, 3)))            # no images: ∂W = 0
     z = F.local_response_norm(empty)
     z.sum().backward()
     assert z.shape == (0, 2, 4, 4)

@@ -294,7 +294,7 @@ def test_builtin_dataset_is_reproducible_and_complete(tmp_path):
         make_builtin_dataset(tmp_path / "a", seed=3, train_per_class=5, val_per_class=1, quiet=True)
 
 
-@pytest.mark.parametrize("cores, cpu, cuda", [(1, 0, 1), (2, 0, 2), (8, 4, 8)])
+@pytest.mark.parametrize("cores, cpu, cuda", [(1, 0, 1), (2, 0, 2), (3, 1, 3), (8, 4, 8)])
 def test_default_workers_leave_the_cores_to_the_cpu_ops(monkeypatch, cores, cpu, cuda):
     from minigrad.data import default_workers
     monkeypatch.setattr("minigrad.backend.cpu.CORES", cores)

@@ -1,4 +1,7 @@
 """conv2d (im2col, groups): gradcheck on hypothesis-drawn geometry, PyTorch at AlexNet's shapes, input checks."""
+import contextlib
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -45,19 +48,44 @@ def test_conv2d_gradcheck_and_torch(device, geometry, seed):
 @given(geometry=conv_geometry(), seed=seeds)
 def test_conv2d_with_fixed_weights_gradcheck_and_torch(device, geometry, seed):
     """Weights that want no gradient (evaluation, frozen layers): the output and ∂x take the backend's
-    other route (conv_output, which keeps no columns; backend/cpu.py runs it on blocks of images per core)."""
+    other route (conv_output, which keeps no columns; backend/cpu.py runs it on blocks of images per core,
+    here one image a block and one part per core however small)."""
     g = geometry
     torch = pytest.importorskip("torch")
     w, b = array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])
     fixed = mg.tensor(w, device=device), mg.tensor(b, device=device)
     conv = lambda x: F.conv2d(x, *fixed, g["stride"], g["padding"], g["groups"])  # noqa: E731
-    check(conv, lambda x: torch_conv(g["stride"], g["padding"], g["groups"])(x, torch.tensor(w), torch.tensor(b)),
-          [array(seed, g["x"])], device)
-    x = mg.tensor(array(seed, g["x"]), device=device)
-    with mg.no_grad():
-        fast = conv(x).numpy()
-    with_columns = F.conv2d(x, *leaves([w, b], device), g["stride"], g["padding"], g["groups"]).numpy()
+    with per_image_blocks() as calls:
+        check(conv, lambda x: torch_conv(g["stride"], g["padding"], g["groups"])(x, torch.tensor(w), torch.tensor(b)),
+              [array(seed, g["x"])], device)
+        x = mg.tensor(array(seed, g["x"]), device=device)
+        with mg.no_grad():
+            calls.clear()
+            fast = conv(x).numpy()
+            assert calls, "the forward did not take conv_output"
+        calls.clear()
+        with_columns = F.conv2d(x, *leaves([w, b], device), g["stride"], g["padding"], g["groups"]).numpy()
+        assert not calls, "the forward that keeps its columns took conv_output"
     np.testing.assert_allclose(fast, with_columns, rtol=1e-12, atol=1e-12)
+
+
+@contextlib.contextmanager
+def per_image_blocks():
+    """The CPU's per-core routes on the smallest pieces (one image a block, a part per core even for tiny
+    arrays), and the list of conv_output calls on either backend."""
+    from minigrad.backend import cpu, cuda
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cpu, "IMAGE_BLOCK_BYTES", 1)
+        patch.setattr(cpu, "SMALL", 0)
+        for module in (cpu, cuda):
+            patch.setattr(module, "conv_output", functools.partial(_counted, module.conv_output, calls))
+        yield calls
+
+
+def _counted(function, calls, *args, **kwargs):
+    calls.append(function)
+    return function(*args, **kwargs)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -70,7 +98,7 @@ def test_conv2d_unfolding_x_again_for_the_weight_gradient(device, geometry, seed
     g = geometry
     arrays = [array(seed, g["x"]), array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])]
     conv = lambda x, w, b: F.conv2d(x, w, b, g["stride"], g["padding"], g["groups"])  # noqa: E731
-    with pytest.MonkeyPatch.context() as patch:
+    with per_image_blocks(), pytest.MonkeyPatch.context() as patch:
         for module in (cpu, cuda):
             patch.setattr(module, "keeps_columns", lambda out_hw: False)
         y = conv(*leaves(arrays, device))

@@ -302,19 +302,21 @@ def test_cuda_backend_wrappers_match_numpy(emulated_cuda, dtype, geometry, seed)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_cuda_convolution_routes_match_numpy(emulated_cuda, groups):
-    """cuda.conv_output, conv_input_grad and conv_weight_grad (batched) against cpu's per-image versions."""
+@pytest.mark.parametrize("kernel, stride, padding, out_hw, out_channels", [
+    ((3, 2), (2, 1), (1, 0), (4, 5), 6),      # the CPU's ∂x by col2im, as the GPU's
+    ((3, 3), (1, 1), (1, 1), (7, 6), 4)])     # the CPU's ∂x as a convolution of ∂y: another algorithm
+def test_cuda_convolution_routes_match_numpy(emulated_cuda, groups, kernel, stride, padding, out_hw, out_channels):
+    """cuda.conv_output, conv_input_grad and conv_weight_grad (batched) against cpu's (blocks of images)."""
     cuda = emulated_cuda
-    kernel, stride, padding, out_hw = (3, 2), (2, 1), (1, 0), (4, 5)
     x = array(0, (3, 4, 7, 6))
-    w_g = array(1, (groups, 6 // groups, 4 // groups * 6))
+    w_g = array(1, (groups, out_channels // groups, 4 // groups * kernel[0] * kernel[1]))
     np.testing.assert_allclose(cuda.conv_output(x, w_g, kernel, stride, padding, out_hw),
                                cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), rtol=1e-12, atol=1e-12)
-    bias = array(3, (6,))
+    bias = array(3, (out_channels,))
     np.testing.assert_allclose(cuda.conv_output(x, w_g, kernel, stride, padding, out_hw, bias),
-                               cpu.conv_output(x, w_g, kernel, stride, padding, out_hw) + bias.reshape(6, 1, 1),
+                               cpu.conv_output(x, w_g, kernel, stride, padding, out_hw) + bias.reshape(-1, 1, 1),
                                rtol=1e-12, atol=1e-12)
-    gy = array(2, (3, 6, *out_hw))
+    gy = array(2, (3, out_channels, *out_hw))
     np.testing.assert_allclose(cuda.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding),
                                cpu.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(cuda.conv_weight_grad(x, gy, groups, kernel, stride, padding),

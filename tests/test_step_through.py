@@ -51,6 +51,12 @@ def test_forward_shapes_and_arithmetic_match_the_summary_and_the_tensors(lesson)
     assert checked == len([row for row in model.layer_table() if row["layer"] in names])
     assert "(227 − 11 + 2·0)/4 + 1 = 55" in text and "(55 − 3 + 2·0)/2 + 1 = 27" in text
     assert "(27 − 5 + 2·2)/1 + 1 = 27" in text and "(13 − 3 + 2·1)/1 + 1 = 13" in text
+    assert "(27 − 3 + 2·0)/2 + 1 = 13" in text and "(13 − 3 + 2·0)/2 + 1 = 6" in text     # pool2, pool5
+    # The paper's widths (conv5 256, fc6 and fc7 4096) split over the towers; the fc layers see every tower.
+    per_tower = 256 // model.n_towers, 4096 // model.n_towers
+    assert f"{per_tower[0]}×6×6 = {per_tower[0] * 36}" in text            # a tower's pool5, flattened
+    assert f"9216 inputs → {per_tower[1]} units" in text and f"4096 inputs → {per_tower[1]} units" in text
+    assert f"4096 inputs → {len(classes)} units" in text                  # fc8
     assert f"{sum(p.size for p in model.parameters()):,} parameters" in text
     if model.n_towers == 2:
         assert "towers.0.conv3 (Conv2d, tower 0; sees both towers)" in text and "sees both towers):" in text
@@ -241,6 +247,7 @@ def test_inputs_made_and_dropped_inside_the_pass_are_not_counted_as_shared():
 
         def forward(self, x):
             return [self.relu(mg.randn(2, 4)).sum().item() for _ in range(50)]
-    with mg.no_grad(), Trace(Many()) as trace:
-        Many()(None)
+    many = Many()
+    with mg.no_grad(), Trace(many) as trace:
+        many(None)
     assert len(trace.records) == 50 and {r.input_readers for r in trace.records} == {1}
