@@ -83,12 +83,12 @@ def over_blocks(array, work, block_bytes, row_bytes=None) -> None:
         work(...)
         return
     row_bytes = row_bytes or array.itemsize * int(np.prod(array.shape[1:]))
+    over_batch(array, lambda part: [work(block) for block in _blocks(part, block_bytes, row_bytes)])
+
+
+def _blocks(part, block_bytes, row_bytes) -> list:
+    """The slice ``part`` cut into slices of about ``block_bytes`` (at least one row of ``row_bytes``), in order."""
     rows = max(1, block_bytes // max(1, row_bytes))
-    over_batch(array, lambda part: [work(block) for block in _blocks(part, rows)])
-
-
-def _blocks(part, rows) -> list:
-    """The slice ``part`` cut into slices of ``rows`` rows, in order (the last may be shorter)."""
     return [slice(i, min(i + rows, part.stop)) for i in range(part.start, part.stop, rows)]
 
 
@@ -129,12 +129,11 @@ def sum_over_images(array, product, bytes_per_image):
     Each part adds up its own blocks in order, then the parts' sums are added in order: a float sum
     depends on its order, and this one must not depend on which thread happened to run which part.
     """
-    rows = max(1, IMAGE_BLOCK_BYTES // max(1, bytes_per_image))
     sums = {}                                   # a part's first image -> the sum of the part's blocks
 
     def work(part):
         total = None
-        for block in _blocks(part, rows):
+        for block in _blocks(part, IMAGE_BLOCK_BYTES, bytes_per_image):
             term = product(block)
             total = term if total is None else np.add(total, term, out=total)
         if total is not None:
