@@ -78,3 +78,31 @@ def test_a_nan_wins_its_window_as_in_pytorch():
     x[0, 0, 1, 1] = np.nan
     y = F.max_pool2d(mg.tensor(x), 2).numpy()[0, 0]
     assert np.isnan(y[0, 0]) and y[0, 1] == 7 and y[1, 1] == 15
+
+
+def test_blocks_of_images_keep_ties_and_nans(monkeypatch):
+    """The CPU's max-pool runs on blocks of about 1 MiB of images, turned channels-last (backend/cpu.py).
+    Images of 180 kB (float64) make several blocks per part: ties, a NaN and every block still come out
+    as one NumPy pass over all windows says, and the gradient as PyTorch's."""
+    import torch
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from minigrad.backend import cpu
+    blocks_per_part = []
+    blocks = cpu._blocks
+    monkeypatch.setattr(cpu, "_blocks", lambda *args: blocks_per_part.append(len(blocks(*args))) or blocks(*args))
+
+    x = np.random.default_rng(0).integers(0, 3, (16, 3, 75, 100)).astype(np.float64)   # values 0, 1, 2: ties everywhere
+    x[13, 1, 10, 11:13] = np.nan                      # two NaNs in one window: its arg-max is the first
+    y, argmax = cpu.max_pool_forward(x, (3, 3), (2, 2), (0, 0), (37, 49))
+    assert max(blocks_per_part) > 1
+
+    windows = sliding_window_view(x, (3, 3), axis=(2, 3))[:, :, ::2, ::2].reshape(16, 3, 37, 49, 9)
+    np.testing.assert_array_equal(y, windows.max(axis=-1))             # NaN where a window holds one
+    np.testing.assert_array_equal(argmax, windows.argmax(axis=-1))     # the first maximum; the first NaN
+
+    finite = mg.tensor(x[:13], requires_grad=True)
+    F.max_pool2d(finite, 3, 2).sum().backward()
+    theirs = torch.tensor(x[:13], requires_grad=True)
+    torch.nn.functional.max_pool2d(theirs, 3, 2).sum().backward()
+    np.testing.assert_array_equal(finite.grad.numpy(), theirs.grad.numpy())

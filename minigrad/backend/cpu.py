@@ -402,47 +402,60 @@ def concatenate(arrays, axis):
 
 
 # ----- max-pool -------------------------------------------------------------------------------------
+# Max-pool's blocks of images, turned channels-last: about the size of a core's L2 cache.  Measured on
+# AlexNet's pool1, pool2 and pool5 on 2 cores: 1 MiB 10.6, 6.0, 1.4 ms; 2 MiB 7.4, 4.6, 1.1; 3 MiB 7.8, 5.2, 1.1.
+POOL_BLOCK_BYTES = 2 << 20
+
+
 def max_pool_forward(x, kernel, stride, padding, out_hw, need_argmax=True):
     """Max over each window -> (y, argmax), both (N, C, oH, oW); argmax is None unless ``need_argmax``.
 
     argmax holds the window-local offset i·kw + j of the maximum; ties go to the first in row-major
     order.  A NaN in a window makes its output NaN, as in PyTorch: a diverging network must not look
     healthy; the arg-max of such a window is its first NaN.
+
+    Each core takes blocks of images (``POOL_BLOCK_BYTES``) and turns them channels-last, (b, H, W, C).
+    The view of one window offset then has rows of C contiguous values, where in (N, C, H, W) its rows
+    are oW values ``stride`` apart, which NumPy's loops take one short strided row at a time; and the
+    block's 4·kh·kw passes stay in the cache.  Measured on AlexNet's pool1, pool2 and pool5 (one tower,
+    2 cores), both transposes included: 9.2 -> 7.4, 6.0 -> 4.6 and 1.6 -> 1.1 ms.
     """
-    kh, kw = kernel
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
     x = _pad_hw(x, padding, value=-np.inf)
-    offsets = [(i, j) for i in range(kh) for j in range(kw)]
     y = np.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
     argmax = np.empty(y.shape, dtype=np.min_scalar_type(kh * kw)) if need_argmax else None
 
-    def work(part):
-        xs, ys = x[part], y[part]
-        ys[...] = _offset(xs, *offsets[0], stride, out_hw)
-        for i, j in offsets[1:]:
-            np.maximum(ys, _offset(xs, i, j, stride, out_hw), out=ys)      # propagates NaN
+    def work(images):
+        xs = np.ascontiguousarray(x[images].transpose(0, 2, 3, 1))                       # (b, H, W, C)
+        windows = [xs[:, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)]
+        ys = windows[0].copy()                                                           # (b, oH, oW, C)
+        for values in windows[1:]:
+            np.maximum(ys, values, out=ys)      # propagates NaN
+        y[images] = ys.transpose(0, 3, 1, 2)
         if need_argmax:
-            _first_argmax(xs, ys, argmax[part], offsets, kw, stride, out_hw)
-    over_batch(x, work)
+            argmax[images] = _first_argmax(windows, ys).transpose(0, 3, 1, 2)
+    over_blocks(x, work, block_bytes=POOL_BLOCK_BYTES)
     return y, argmax
 
 
-def _first_argmax(x, y, argmax, offsets, kw, stride, out_hw):
-    """argmax = the first offset k (row-major) whose value equals the window's maximum y.
+def _first_argmax(windows, y):
+    """The index k of the first view in ``windows`` (the window offsets, row-major) that equals the maximum y.
 
-    Branch-free: each offset that holds the maximum bids kh·kw − k, so the highest bid is the
+    Branch-free: each offset that holds the maximum bids len(windows) − k, so the highest bid is the
     first such offset; three fast whole-array steps per offset (a masked copy is far slower).
     """
-    bid, best_bid, is_max = np.empty_like(argmax), np.zeros_like(argmax), np.empty(y.shape, dtype=bool)
+    n = len(windows)
+    bid, best_bid = np.empty(y.shape, np.min_scalar_type(n)), np.zeros(y.shape, np.min_scalar_type(n))
+    is_max = np.empty(y.shape, dtype=bool)
     nan = np.isnan(y)
     has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
-    for k, (i, j) in enumerate(offsets):
-        values = _offset(x, i, j, stride, out_hw)
+    for k, values in enumerate(windows):
         np.equal(values, y, out=is_max)
         if has_nan:
             is_max |= nan & np.isnan(values)   # a NaN window: its arg-max is its first NaN
-        np.multiply(is_max, len(offsets) - k, out=bid, dtype=bid.dtype)
+        np.multiply(is_max, n - k, out=bid, dtype=bid.dtype)
         np.maximum(best_bid, bid, out=best_bid)
-    np.subtract(len(offsets), best_bid, out=argmax, dtype=argmax.dtype)
+    return np.subtract(n, best_bid, out=best_bid)
 
 
 def max_pool_backward(gy, argmax, x_shape, kernel, stride, padding):
