@@ -81,13 +81,14 @@ def test_a_nan_wins_its_window_as_in_pytorch():
 
 
 def test_blocks_of_images_keep_ties_and_nans(monkeypatch):
-    """The CPU's max-pool runs on blocks of about 1 MiB of images, turned channels-last (backend/cpu.py).
-    Images of 180 kB (float64) make several blocks per part: ties, a NaN and every block still come out
+    """The CPU's max-pool runs on blocks of images turned channels-last (backend/cpu.py).  With blocks of
+    two images of 180 kB (float64), each part makes several: ties, a NaN and every block still come out
     as one NumPy pass over all windows says, and the gradient as PyTorch's."""
     import torch
     from numpy.lib.stride_tricks import sliding_window_view
 
     from minigrad.backend import cpu
+    monkeypatch.setattr(cpu, "POOL_BLOCK_BYTES", 2 * 3 * 75 * 100 * 8)
     blocks_per_part = []
     blocks = cpu._blocks
     monkeypatch.setattr(cpu, "_blocks", lambda *args: blocks_per_part.append(len(blocks(*args))) or blocks(*args))
