@@ -43,9 +43,10 @@ class SGD:
 
     def _update(self, w, grad, v) -> None:
         """The formula above, in place on arrays (or on blocks of their rows: ``in_chunks``)."""
+        step = self.lr * grad
+        step += (self.weight_decay * self.lr) * w
         v *= self.momentum
-        v -= (self.weight_decay * self.lr) * w
-        v -= self.lr * grad
+        v -= step
         w += v
 
     def zero_grad(self) -> None:
