@@ -89,9 +89,13 @@ def test_blocks_of_images_keep_ties_and_nans(monkeypatch):
 
     from minigrad.backend import cpu
     monkeypatch.setattr(cpu, "POOL_BLOCK_BYTES", 2 * 3 * 75 * 100 * 8)
-    blocks_per_part = []
-    blocks = cpu._blocks
-    monkeypatch.setattr(cpu, "_blocks", lambda *args: blocks_per_part.append(len(blocks(*args))) or blocks(*args))
+    blocks_per_part, blocks = [], cpu._blocks
+
+    def counted_blocks(*args):
+        result = blocks(*args)
+        blocks_per_part.append(len(result))
+        return result
+    monkeypatch.setattr(cpu, "_blocks", counted_blocks)
 
     x = np.random.default_rng(0).integers(0, 3, (16, 3, 75, 100)).astype(np.float64)   # values 0, 1, 2: ties everywhere
     x[13, 1, 10, 11:13] = np.nan                      # two NaNs in one window: its arg-max is the first

@@ -426,7 +426,7 @@ def max_pool_forward(x, kernel, stride, padding, out_hw, need_argmax=True):
     argmax = np.empty(y.shape, dtype=np.min_scalar_type(kh * kw)) if need_argmax else None
 
     def work(images):
-        xs = np.ascontiguousarray(x[images].transpose(0, 2, 3, 1))                       # (b, H, W, C)
+        xs = transposed_copy(x[images], (0, 2, 3, 1))                                    # (b, H, W, C)
         windows = [xs[:, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)]
         ys = windows[0].copy()                                                           # (b, oH, oW, C)
         for values in windows[1:]:
@@ -444,9 +444,8 @@ def _first_argmax(windows, y):
     Branch-free: each offset that holds the maximum bids len(windows) − k, so the highest bid is the
     first such offset; three fast whole-array steps per offset (a masked copy is far slower).
     """
-    n = len(windows)
-    bid, best_bid = np.empty(y.shape, np.min_scalar_type(n)), np.zeros(y.shape, np.min_scalar_type(n))
-    is_max = np.empty(y.shape, dtype=bool)
+    n, dtype = len(windows), np.min_scalar_type(len(windows))
+    bid, best_bid, is_max = np.empty(y.shape, dtype), np.zeros(y.shape, dtype), np.empty(y.shape, dtype=bool)
     nan = np.isnan(y)
     has_nan = bool(nan.any())   # the NaN test costs a pass per offset: only when a window holds one
     for k, values in enumerate(windows):
