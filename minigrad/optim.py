@@ -33,13 +33,15 @@ class SGD:
     def step(self) -> None:
         """Update every parameter that has a gradient (in place)."""
         with no_grad():
+            by_backend = {}      # cpu or cuda -> the (w, ∂L/∂w, v) it updates
             for i, w in enumerate(self.params):
                 if w.grad is None:
                     continue
-                xp = backend.xp(w.data)
                 if self.velocity[i] is None:
-                    self.velocity[i] = xp.zeros_like(w.data)
-                backend.primitives(w.data).in_chunks(self._update, w.data, w.grad.data, self.velocity[i])
+                    self.velocity[i] = backend.xp(w.data).zeros_like(w.data)
+                by_backend.setdefault(backend.primitives(w.data), []).append((w.data, w.grad.data, self.velocity[i]))
+            for primitives, groups in by_backend.items():
+                primitives.in_chunks(self._update, groups)
 
     def _update(self, w, grad, v) -> None:
         """The formula above, in place on arrays (or on blocks of their rows: ``in_chunks``)."""

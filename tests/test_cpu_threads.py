@@ -189,14 +189,25 @@ def test_over_blocks_visits_every_row_once_in_small_blocks(cores):
     assert max(blocks) == 4 and sum(blocks) == 50
 
 
-def test_in_chunks_hands_out_matching_rows_of_every_array(cores):
+def test_in_chunks_hands_out_matching_rows_of_every_array(cores, monkeypatch):
     rng = np.random.default_rng(0)
-    target, source = np.zeros((70_000, 3)), rng.standard_normal((70_000, 3))   # several 512 KiB blocks
+    shapes = [(70_000, 3), (5,), (), (0, 4), (300, 2, 2)]       # several 512 KiB blocks, small ones, a scalar, none
+    sources = [rng.standard_normal(shape) for shape in shapes]
+    targets = [np.zeros(shape) for shape in shapes]
+    hand_outs = []
+
+    def run_parts(work, parts):
+        hand_outs.append(len(parts))
+        run_parts.original(work, parts)
+    run_parts.original = cpu._run_parts
+    monkeypatch.setattr(cpu, "_run_parts", run_parts)
 
     def copy(target_rows, source_rows):
         target_rows[...] = source_rows
-    cpu.in_chunks(copy, target, source)
-    np.testing.assert_array_equal(target, source)
+    cpu.in_chunks(copy, list(zip(targets, sources)))
+    for target, source in zip(targets, sources):
+        np.testing.assert_array_equal(target, source)
+    assert hand_outs == [cores]     # one hand-out for all the groups, a run of blocks for every core
 
 
 def test_openblas_told_to_stop_spinning_even_when_numpy_came_first():

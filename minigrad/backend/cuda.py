@@ -155,9 +155,11 @@ def keeps_columns(out_hw) -> bool:
     return True
 
 
-def in_chunks(work, *arrays):
-    """``work(*arrays)``: CuPy's element-wise kernels already use the whole GPU (cpu.in_chunks splits for the cache)."""
-    work(*arrays)
+def in_chunks(work, groups):
+    """``work(*arrays)`` for each group: CuPy's element-wise kernels already use the whole GPU (cpu.in_chunks
+    splits for the cache)."""
+    for arrays in groups:
+        work(*arrays)
 
 
 def relu(x):
