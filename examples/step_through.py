@@ -141,8 +141,14 @@ def _slice(tensor: np.ndarray) -> str:
         corner, precision=4, suppress_small=True, max_line_width=110).replace("\n", "\n  ")
 
 
-def describe(record, model) -> str:
-    """One line: the layer's name, its tower and (for conv and fc layers) what it sees, and what it computes."""
+def what_each_layer_sees(model) -> dict:
+    """Layer name -> what its conv or fc layer sees ("the image", "its own tower", "both towers")."""
+    return {row["layer"]: SEES[row["sees"]] for row in model.layer_table()}
+
+
+def describe(record, sees_by_layer: dict) -> str:
+    """One line: the layer's name, its tower and (for conv and fc layers) what it sees, and what it computes.
+    ``sees_by_layer``: ``what_each_layer_sees(model)``."""
     m = record.module
     if record.kind == "Conv2d":
         what = (f"{m.out_channels} filters {m.kernel_size[0]}×{m.kernel_size[1]} over {m.in_channels} channels, "
@@ -160,15 +166,13 @@ def describe(record, model) -> str:
     else:
         what = "one long vector per image for the fully connected layers"
     layer = record.name.split(".")[-1]
-    sees = None
-    if record.kind in ("Conv2d", "Linear"):
-        sees = next(SEES[row["sees"]] for row in model.layer_table() if row["layer"] == layer)
+    sees = sees_by_layer[layer] if record.kind in ("Conv2d", "Linear") else None
     tower = "" if record.tower is None else f", tower {record.tower}"
     return f"{record.name} ({record.kind}{tower}{'; sees ' + sees if sees else ''}): {what}"
 
 
 def lesson(model, classes, trace, loss, probs, target, description, pager: Pager) -> None:
-    records = trace.records
+    records, sees_by_layer = trace.records, what_each_layer_sees(model)
     towers = model.n_towers
     pager.say(f"AlexNet with {towers} tower(s), width {model.width}, input 3×{model.input_size}×{model.input_size}: "
               f"{sum(p.size for p in model.parameters()):,} parameters.")
@@ -180,7 +184,7 @@ def lesson(model, classes, trace, loss, probs, target, description, pager: Pager
     pager.say("\n" + "=" * 30 + " FORWARD PASS " + "=" * 30)
     for i, r in enumerate(records, 1):
         stats = r.statistics()
-        pager.say(f"\n[{i}/{len(records)}] {describe(r, model)}")
+        pager.say(f"\n[{i}/{len(records)}] {describe(r, sees_by_layer)}")
         pager.say(f"  {' × '.join(map(str, r.input.shape))}  →  {' × '.join(map(str, r.output.shape))}      "
                   f"{r.arithmetic()}")
         if r.parameters:
@@ -249,7 +253,7 @@ def as_json(model, classes, trace, loss, probs, target, description) -> dict:
 def write_html(folder: Path, model, classes, trace, loss, probs, target, description) -> Path:
     """A self-contained page (HTML + PNGs, no network): per layer its numbers, a few feature maps and gradients."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, sees_by_layer = [], what_each_layer_sees(model)
     for i, r in enumerate(trace.records):
         stats, norms = r.statistics(), r.gradient_norms()
         pictures = ""
@@ -261,7 +265,7 @@ def write_html(folder: Path, model, classes, trace, loss, probs, target, descrip
                 pictures += (f'<figure><img src="layer{i:02d}_gradient.png"><figcaption>∂L/∂output, first 8 '
                              "maps</figcaption></figure>")
         params = "".join(f"<li>‖∂L/∂{html.escape(n)}‖ = {_fmt(norms[n])}</li>" for n, _ in r.module.named_parameters())
-        rows.append(f"""<section><h2>{i + 1}. {html.escape(describe(r, model))}</h2>
+        rows.append(f"""<section><h2>{i + 1}. {html.escape(describe(r, sees_by_layer))}</h2>
 <p>{' × '.join(map(str, r.input.shape))} → {' × '.join(map(str, r.output.shape))} &nbsp; <code>{html.escape(r.arithmetic())}</code>
 &nbsp; parameters {r.parameters:,} &nbsp; MACs {r.macs:,}</p>
 <p>output mean {stats['mean']:+.4f}, std {stats['std']:.4f}, min {stats['min']:+.4f}, max {stats['max']:+.4f},

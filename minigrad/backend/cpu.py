@@ -63,11 +63,14 @@ def _run_parts(work, parts) -> None:
 
 
 def _pieces(array) -> int:
-    """How many parts over_batch makes of ``array``: one per core, or one when it is small or when this
-    thread is already running a part."""
-    if array.ndim == 0 or array.size < SMALL or getattr(_in_a_part, "active", False):
-        return 1
-    return max(1, min(len(array), CORES))
+    """How many parts over_batch makes of ``array``: one per core (``_cores_for``), at most one per row."""
+    return 1 if array.ndim == 0 else max(1, min(len(array), _cores_for(array.size)))
+
+
+def _cores_for(size) -> int:
+    """The cores that work on ``size`` elements: all of them, or one when that is small or when this thread
+    is already running a part."""
+    return 1 if size < SMALL or getattr(_in_a_part, "active", False) else CORES
 
 
 def _as_a_part(work, part) -> None:
@@ -86,8 +89,13 @@ def over_blocks(array, work, block_bytes, row_bytes=None) -> None:
     if array.ndim == 0:
         work(...)
         return
-    row_bytes = row_bytes or array.itemsize * int(np.prod(array.shape[1:]))
+    row_bytes = row_bytes or _row_bytes(array)
     over_batch(array, lambda part: [work(block) for block in _blocks(part, block_bytes, row_bytes)])
+
+
+def _row_bytes(array) -> int:
+    """The bytes of one row of ``array`` (all of it after the first axis)."""
+    return array.itemsize * int(np.prod(array.shape[1:]))
 
 
 def _blocks(part, block_bytes, row_bytes) -> list:
@@ -172,12 +180,11 @@ def in_chunks(work, groups) -> None:
         if first.ndim == 0:
             blocks.append(arrays)
             continue
-        row_bytes = first.itemsize * int(np.prod(first.shape[1:]))
-        blocks += [[a[rows] for a in arrays] for rows in _blocks(slice(0, len(first)), 1 << 19, row_bytes)]
+        blocks += [[a[rows] for a in arrays] for rows in _blocks(slice(0, len(first)), 1 << 19, _row_bytes(first))]
     if not blocks:
         return
     ends = np.cumsum([block[0].size for block in blocks])      # elements up to the end of each block
-    pieces = 1 if ends[-1] < SMALL or getattr(_in_a_part, "active", False) else CORES
+    pieces = _cores_for(ends[-1])
     runs = [[] for _ in range(pieces)]
     for block, end in zip(blocks, ends):
         runs[min(pieces - 1, int((end - 1) * pieces // ends[-1]))].append(block)
