@@ -304,7 +304,7 @@ def test_cuda_backend_wrappers_match_numpy(emulated_cuda, dtype, geometry, seed)
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("kernel, stride, padding, out_hw, out_channels", [
     ((3, 2), (2, 1), (1, 0), (4, 5), 6),      # the CPU's ∂x by col2im, as the GPU's
-    ((3, 3), (1, 1), (1, 1), (7, 6), 4)])     # the CPU's ∂x as a convolution of ∂y: another algorithm
+    ((3, 3), (1, 1), (1, 1), (7, 6), 4)])     # the CPU's ∂x a kernel row at a time: another algorithm
 def test_cuda_convolution_routes_match_numpy(emulated_cuda, groups, kernel, stride, padding, out_hw, out_channels):
     """cuda.conv_output, conv_input_grad and conv_weight_grad (batched) against cpu's (blocks of images)."""
     cuda = emulated_cuda

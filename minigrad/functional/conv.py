@@ -39,8 +39,9 @@ class Conv2d(Function):
                Y = W @ cols, with W = w as (g, O/g, K): ONE batched matmul over the groups
     backward:  ∂W = ∂Y @ colsᵀ,   ∂cols = Wᵀ @ ∂Y,   ∂x = col2im(∂cols),   ∂b = Σ_{n,y,x} ∂y
 
-    (With stride 1, ∂x is also a convolution: of ∂y, padded by k − 1 − p, with w flipped in space and its
-    in and out channels swapped.  The CPU takes that route when it is the cheaper one.)
+    (With stride 1 along x and ∂y at least as wide as x, the CPU splits ∂x's sum over the kernel instead:
+    over its columns in a matmul, over its rows by adding whole rows of the image.  The same products, far
+    fewer values moved.)
 
     ∂W sums over the batch, so it needs every image's columns.  Forward keeps them when the backend says
     so (``keeps_columns``: the GPU always, the CPU for small maps); otherwise it keeps x, and the backend's
