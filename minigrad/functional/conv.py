@@ -109,7 +109,7 @@ class Conv2d(Function):
         if self.needs_input_grad[1]:
             if self.cols is not None:
                 gy_g = prims.transposed_copy(gy, (1, 0, 2, 3)).reshape(g, o // g, -1)    # (g, O/g, N·L)
-                gw = gy_g @ self.cols.transpose(0, 2, 1)
+                gw = (self.cols @ gy_g.transpose(0, 2, 1)).transpose(0, 2, 1)    # as ∂Wᵀ: see conv_weight_grad
             else:
                 per_chunk = [prims.conv_weight_grad(self.x[rows], gy[rows], g, (kh, kw), self.stride, self.padding)
                              for rows in chunks]
