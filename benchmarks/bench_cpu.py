@@ -1,6 +1,10 @@
 """The full two-tower AlexNet on the CPU: minigrad vs PyTorch in one run, then layer by layer.
 
     python benchmarks/bench_cpu.py [--batch 32] [--steps 5] [--save benchmarks/results/alexnet-cpu.txt]
+    python benchmarks/bench_cpu.py --preset cpu     # the CPU preset examples/train_alexnet.py trains by default
+
+--preset cpu times the small network of the default run instead (width 0.25, 67×67 crops, 10 classes,
+batch 64 unless --batch says otherwise); the per-layer table is the full network's only.
 
 Both frameworks get the same weights (PyTorch as the grouped-convolution model with LRN per tower, which
 computes the same function: tests/test_alexnet.py) and the same float32 batch.  A training step is
@@ -28,30 +32,38 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def batch_of_images(batch):
-    images = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype(np.float32)
-    return images, np.arange(batch) % 1000
+# The networks timed: the paper's (the issue's goal), and the default run's (examples/train_alexnet.py's
+# "cpu" preset, on its 10 built-in classes).
+PRESETS = {"full": dict(width=1.0, input_size=227, num_classes=1000, batch=32),
+           "cpu": dict(width=0.25, input_size=67, num_classes=10, batch=64)}
 
 
-def network(framework: str):
+def batch_of_images(batch, preset="full"):
+    size, classes = PRESETS[preset]["input_size"], PRESETS[preset]["num_classes"]
+    images = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    return images, np.arange(batch) % classes
+
+
+def network(framework: str, preset="full"):
     """minigrad's two-tower AlexNet, or PyTorch's grouped-convolution model with LRN per tower."""
+    shape = {k: v for k, v in PRESETS[preset].items() if k != "batch"}
     if framework == "minigrad":
         import minigrad as mg
         from models.alexnet import AlexNet
         mg.manual_seed(0)
-        return AlexNet()
+        return AlexNet(**shape)
     from test_alexnet import torch_alexnet   # the grouped reference model of the equivalence test
-    return torch_alexnet(2, dropout=0.5)
+    return torch_alexnet(2, dropout=0.5, **shape)
 
 
-def build(batch):
+def build(batch, preset="full"):
     """Both networks with the same weights, and a batch."""
     import torch
 
     from models.alexnet import to_grouped
-    ours, theirs = network("minigrad"), network("torch")
+    ours, theirs = network("minigrad", preset), network("torch", preset)
     theirs.load_state_dict({k: torch.tensor(v) for k, v in to_grouped(ours.state_dict()).items()})
-    return (ours, theirs, *batch_of_images(batch))
+    return (ours, theirs, *batch_of_images(batch, preset))
 
 
 def step_functions(framework: str, net, images, labels):
@@ -91,17 +103,18 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def alone(framework: str, batch: int, steps: int) -> tuple:
+def alone(framework: str, batch: int, steps: int, preset: str) -> tuple:
     """(median training-step seconds, peak RSS MiB) of a fresh process that builds only ``framework``'s model
     (this script again, with ``--alone``)."""
-    command = [sys.executable, __file__, "--alone", framework, "--batch", str(batch), "--steps", str(steps)]
+    command = [sys.executable, __file__, "--alone", framework, "--batch", str(batch), "--steps", str(steps),
+               "--preset", preset]
     seconds, peak = map(float, subprocess.run(command, capture_output=True, text=True, check=True).stdout.split())
     return seconds, peak
 
 
-def run_alone(framework: str, batch: int, steps: int) -> None:
+def run_alone(framework: str, batch: int, steps: int, preset: str) -> None:
     """Print the median training-step seconds and the peak RSS (MiB) of this process."""
-    train, _ = step_functions(framework, network(framework), *batch_of_images(batch))
+    train, _ = step_functions(framework, network(framework, preset), *batch_of_images(batch, preset))
     seconds = [timed(train) for _ in range(steps + 1)]
     # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the parent's size
     peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
@@ -110,19 +123,24 @@ def run_alone(framework: str, batch: int, steps: int) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full",
+                        help="full: the paper's network (default); cpu: the default run's small network")
+    parser.add_argument("--batch", type=int, help="batch size (default: 32 for full, 64 for cpu)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per framework and mode (default 5)")
     parser.add_argument("--save", help="also write the table to this file")
     parser.add_argument("--alone", choices=("minigrad", "torch"), help=argparse.SUPPRESS)   # see alone()
     args = parser.parse_args()
+    preset = PRESETS[args.preset]
+    args.batch = args.batch or preset["batch"]
     if args.alone:
-        run_alone(args.alone, args.batch, args.steps)
+        run_alone(args.alone, args.batch, args.steps, args.preset)
         return
     from bench_layers import layer_table, machine_info
-    lines = [machine_info(),
-             f"full two-tower AlexNet, batch {args.batch}, 227×227, float32; median of {args.steps} steps after 1 warm-up", ""]
+    size, what = preset["input_size"], "full" if args.preset == "full" else f"width {preset['width']} (the CPU preset)"
+    lines = [machine_info(), f"{what} two-tower AlexNet, batch {args.batch}, {size}×{size}, {preset['num_classes']} "
+             f"classes, float32; median of {args.steps} steps after 1 warm-up", ""]
     print("\n".join(lines), flush=True)
-    ours, theirs, images, labels = build(args.batch)
+    ours, theirs, images, labels = build(args.batch, args.preset)
     mg_train, torch_train, mg_forward, torch_forward = steps(ours, theirs, images, labels)
     rows = [f"{'one process, alternating':30s} {'minigrad':>10s} {'PyTorch':>10s} {'time ratio':>11s}"]
     for mode, a, b in (("training step", mg_train, torch_train), ("forward only (eval)", mg_forward, torch_forward)):
@@ -132,16 +150,19 @@ def main():
             theirs_t.append(timed(b))
         m, t = statistics.median(ours_t[1:]), statistics.median(theirs_t[1:])
         rows.append(f"{'  ' + mode + ' img/s':30s} {args.batch / m:10.1f} {args.batch / t:10.1f} {m / t:11.2f}")
-        rows.append(f"{'    raw seconds':30s} {' '.join(f'{v:.2f}' for v in ours_t)}  |  {' '.join(f'{v:.2f}' for v in theirs_t)}")
+        rows.append(f"{'    raw ms':30s} {' '.join(f'{v * 1e3:.0f}' for v in ours_t)}  |  {' '.join(f'{v * 1e3:.0f}' for v in theirs_t)}")
         print("\n".join(rows[-2:]), flush=True)
     del ours, theirs
-    (step_m, mem_m), (step_t, mem_t) = alone("minigrad", args.batch, args.steps), alone("torch", args.batch, args.steps)
+    (step_m, mem_m), (step_t, mem_t) = (alone(framework, args.batch, args.steps, args.preset)
+                                        for framework in ("minigrad", "torch"))
     rows.append(f"{'each alone in a fresh process':30s}")
     rows.append(f"{'  training step img/s':30s} {args.batch / step_m:10.1f} {args.batch / step_t:10.1f} {step_m / step_t:11.2f}")
     rows.append(f"{'  peak RSS MiB (training)':30s} {mem_m:10.0f} {mem_t:10.0f} {mem_m / mem_t:11.2f}")
     print("\n".join(rows[-3:]) + "\n", flush=True)
-    lines += rows + ["", f"layer by layer (forward + backward), batch {args.batch}, median of {args.steps}"]
-    lines += layer_table(args.batch, args.steps)
+    lines += rows
+    if args.preset == "full":    # bench_layers' shapes are the full network's
+        lines += ["", f"layer by layer (forward + backward), batch {args.batch}, median of {args.steps}"]
+        lines += layer_table(args.batch, args.steps)
     if args.save:
         Path(args.save).write_text(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
 

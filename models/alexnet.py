@@ -42,6 +42,11 @@ INITS = {
 }
 
 
+def tower_widths(width: float, towers: int) -> dict:
+    """Filters or units of each layer in one tower: the paper's totals scaled by ``width``, split over the towers."""
+    return {name: max(1, round(total * width / towers)) for name, total in PAPER_WIDTHS.items()}
+
+
 def output_size(size: int, kernel: int, stride: int, padding: int, layer: str) -> int:
     """(size − kernel + 2·padding)/stride + 1, refusing sizes where that is not a whole number ≥ 1."""
     span = size - kernel + 2 * padding
@@ -121,7 +126,7 @@ class AlexNet(nn.Module):
         self.num_classes, self.n_towers, self.width, self.input_size = num_classes, towers, width, input_size
         self.init_name = init
         self.sizes = self._spatial_sizes(input_size)
-        self.widths = {name: max(1, round(total * width / towers)) for name, total in PAPER_WIDTHS.items()}
+        self.widths = tower_widths(width, towers)
         self.towers = nn.ModuleList([Tower(self.widths, towers, self.sizes["pool5"], dropout) for _ in range(towers)])
         self.fc8 = nn.Linear(towers * self.widths["fc7"], num_classes)  # sees both towers; shared
         self.initialize(init)

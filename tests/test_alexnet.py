@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from models.alexnet import AlexNet, from_grouped, to_grouped
+from models.alexnet import LAYERS_WITH_WEIGHTS, AlexNet, from_grouped, to_grouped, tower_widths
 from support import assert_close
 
 # Per-layer parameters, both towers together (DESIGN.md §4).
@@ -197,21 +197,25 @@ def test_dropout_only_in_training_mode():
 
 
 # ----- PyTorch as an independent oracle ------------------------------------------------------------
-def torch_alexnet(towers, num_classes=1000, dropout=0.0):
+def torch_alexnet(towers, num_classes=1000, dropout=0.0, width=1.0, input_size=227):
     """The grouped-convolution AlexNet in PyTorch: groups=towers on conv2/4/5, LRN per group (α·n), dropout
-    before fc7 and fc8 (none by default, so that outputs can be compared)."""
+    before fc7 and fc8 (none by default, so that outputs can be compared).  ``width`` and ``input_size`` as
+    in minigrad's AlexNet (the CPU preset: 0.25 and 67)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
+    widths = tower_widths(width, towers)
+    c1, c2, c3, c4, c5, f6, f7 = (towers * widths[name] for name in LAYERS_WITH_WEIGHTS)
+    final = AlexNet._spatial_sizes(input_size)["pool5"]
 
     class GroupedAlexNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1 = nn.Conv2d(3, 96, 11, 4)
-            self.conv2 = nn.Conv2d(96, 256, 5, 1, 2, groups=towers)
-            self.conv3 = nn.Conv2d(256, 384, 3, 1, 1)
-            self.conv4 = nn.Conv2d(384, 384, 3, 1, 1, groups=towers)
-            self.conv5 = nn.Conv2d(384, 256, 3, 1, 1, groups=towers)
-            self.fc6, self.fc7, self.fc8 = nn.Linear(9216, 4096), nn.Linear(4096, 4096), nn.Linear(4096, num_classes)
+            self.conv1 = nn.Conv2d(3, c1, 11, 4)
+            self.conv2 = nn.Conv2d(c1, c2, 5, 1, 2, groups=towers)
+            self.conv3 = nn.Conv2d(c2, c3, 3, 1, 1)
+            self.conv4 = nn.Conv2d(c3, c4, 3, 1, 1, groups=towers)
+            self.conv5 = nn.Conv2d(c4, c5, 3, 1, 1, groups=towers)
+            self.fc6, self.fc7, self.fc8 = nn.Linear(c5 * final * final, f6), nn.Linear(f6, f7), nn.Linear(f7, num_classes)
             self.lrn, self.pool = nn.LocalResponseNorm(5, alpha=1e-4 * 5, beta=0.75, k=2.0), nn.MaxPool2d(3, 2)
             self.dropout = nn.Dropout(dropout)
 
@@ -230,7 +234,8 @@ def torch_alexnet(towers, num_classes=1000, dropout=0.0):
 
 @pytest.mark.parametrize("towers", [2, 1])
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-6), (np.float32, 1e-4)])
-def test_logits_and_every_gradient_equal_pytorch(towers, dtype, rtol):
+@pytest.mark.parametrize("width, input_size", [(1.0, 227), (0.25, 67)])     # the paper's network; the CPU preset
+def test_logits_and_every_gradient_equal_pytorch(towers, dtype, rtol, width, input_size):
     """minigrad in float64 and float32 against the grouped PyTorch model in float64.
 
     The oracle runs in float64 because PyTorch's own float32 CPU path (oneDNN) is the less accurate
@@ -239,14 +244,14 @@ def test_logits_and_every_gradient_equal_pytorch(towers, dtype, rtol):
     """
     torch = pytest.importorskip("torch")
     mg.manual_seed(2)
-    model = AlexNet(towers=towers, dropout=0.0)
-    reference = torch_alexnet(towers)
+    model = AlexNet(towers=towers, dropout=0.0, width=width, input_size=input_size)
+    reference = torch_alexnet(towers, width=width, input_size=input_size)
     reference.load_state_dict({k: torch.tensor(v) for k, v in to_grouped(model.state_dict(), towers).items()})
     reference = reference.to(torch.float64)
     model.to(dtype=dtype)
 
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((2, 3, 227, 227))
+    images = rng.standard_normal((2, 3, input_size, input_size))
     labels = np.array([3, 917])
     logits = model(mg.tensor(images.astype(dtype)))
     mg.functional.cross_entropy(logits, labels).backward()
