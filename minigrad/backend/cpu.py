@@ -379,7 +379,7 @@ def _input_grad_by_kernel_rows(gy, w_g, x_shape, kernel, stride, padding):
     order (c, i) × (o, j).
     """
     groups, per_group = w_g.shape[:2]
-    n, channels, h, width = x_shape
+    _, channels, h, width = x_shape
     (kh, kw), (sh, _), (ph, pw) = kernel, stride, padding
     oh, ow = gy.shape[2:]
     in_per_group = channels // groups
