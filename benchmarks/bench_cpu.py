@@ -131,7 +131,7 @@ def main():
     parser.add_argument("--alone", choices=("minigrad", "torch"), help=argparse.SUPPRESS)   # see alone()
     args = parser.parse_args()
     preset = PRESETS[args.preset]
-    args.batch = args.batch or preset["batch"]
+    args.batch = preset["batch"] if args.batch is None else args.batch
     if args.alone:
         run_alone(args.alone, args.batch, args.steps, args.preset)
         return

@@ -125,6 +125,8 @@ def test_input_gradient_with_stride_1_along_x_goes_a_kernel_row_at_a_time(monkey
                            x_shape, kernel, (1, 1), padding)
     monkeypatch.setattr(cpu, "col2im", lambda *args: pytest.fail("col2im called"))
     np.testing.assert_allclose(cpu.conv_input_grad(gy, w_g, x_shape, kernel, (1, 1), padding), by_col2im, rtol=1e-12)
+    cpu.conv_input_grad(gy[:, :, ::2], w_g, x_shape, kernel, (2, 1), padding)            # stride 2 down: kernel rows
+    cpu.conv_input_grad(np.zeros((2, 6, 13, 8)), w_g, x_shape, kernel, (1, 1), (4, 2))   # padding ≥ kernel: too
     with pytest.raises(pytest.fail.Exception, match="col2im called"):
         cpu.conv_input_grad(gy[:, :, :, :3], w_g, x_shape, kernel, (1, 2), padding)         # stride 2 along x
     with pytest.raises(pytest.fail.Exception, match="col2im called"):                       # no padding: 4 < 5 wide

@@ -23,10 +23,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-# Elements below which one thread is faster than handing out the work: a hand-out wakes a sleeping thread,
+# Elements below which one thread is faster than handing out the work (for every primitive here: the
+# element-wise ops, the convolution's blocks, the optimiser's update): a hand-out wakes a sleeping thread,
 # 70-130 µs on the 2-core VM measured.  There, ReLU, transposes, LRN and max-pool ran faster on one thread up
 # to about 256 k float32 values (LRN forward at 173 k: 539 µs on two threads, 359 on one), on two above
-# about 350 k (at 346 k: 676 against 830).  The CPU preset's step at batch 64: 50-51 -> 48 ms.
+# about 350 k (at 346 k: 676 against 830).  The CPU preset's training step at batch 64: 50-51 -> 48 ms;
+# the full network's, unchanged.
 SMALL = 1 << 18
 
 
@@ -342,15 +344,17 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
                                                              y·sh + i − ph = Y and x·sw + j − pw = X
 
     col2im(Wᵀ @ ∂y), the adjoint of forward's im2col: the matmul makes C·kh·kw ∂columns, and col2im adds each
-    back onto the image, C·kh·kw rows of oW values per image.  A block's ∂columns (about 6 MiB) stay in the
-    caches from the matmul to col2im's adds; for the whole batch they would go to memory and back.
+    back onto the image, C·kh·kw·oH rows of oW values per image.  A block's ∂columns (about 6 MiB) stay in
+    the caches from the matmul to col2im's adds; for the whole batch they would go to memory and back.
 
-    With stride 1 along x, a kernel row at a time instead (``_input_grad_by_kernel_rows``): the matmul does
-    the sum over the kernel's columns j, and kh adds of whole rows of the image do the sum over its rows i.
-    It does no more multiplications when ∂y's rows are at least as wide as x's (AlexNet's conv2-5, padded
-    to keep their size), and moves far fewer values: per image of conv2, col2im adds 875 k values in rows of
-    27; this route copies 467 k (∂y, 5 times) and adds 175 k in runs of 729.  Measured on 2 cores, one tower at
-    batch 32: conv2 42.5 -> 31.5 ms, conv3 43.5 -> 39, conv4 17.7 -> 15.1, conv5 12.0 -> 10.7.
+    A kernel row at a time (``_input_grad_by_kernel_rows``), when the stride along x is 1 and ∂y's rows are
+    at least as wide as x's (AlexNet's conv2-5, padded to keep their size): the matmul does the sum over the
+    kernel's columns j, and kh adds of whole rows of the image do the sum over its rows i.  It is exact for
+    any stride-1-along-x convolution; the width condition is about cost: then its matmul does no more
+    multiplications than col2im's, and it moves far fewer values (per image of conv2, col2im adds 875 k
+    values in rows of 27; this route copies 467 k, ∂y 5 times, and adds 175 k in runs of 729).  Measured on
+    2 cores, one tower at batch 32: conv2 42.5 -> 31.5 ms, conv3 43.5 -> 39, conv4 17.7 -> 15.1, conv5 12.0
+    -> 10.7.
     """
     if stride[1] == 1 and x_shape[3] <= gy.shape[3]:
         return _input_grad_by_kernel_rows(gy, w_g, x_shape, kernel, stride, padding)
@@ -368,12 +372,13 @@ def conv_input_grad(gy, w_g, x_shape, kernel, stride, padding):
 
 
 def _input_grad_by_kernel_rows(gy, w_g, x_shape, kernel, stride, padding):
-    """``conv_input_grad`` for stride 1 along x, ∂y's rows at least as wide as x's.  Split the sum over the
-    kernel into its columns j, done by a matmul, and its rows i, done by adding whole rows:
+    """``conv_input_grad`` when the stride along x is 1.  Split the sum over the kernel into its columns j,
+    done by a matmul, and its rows i, done by adding whole rows of the image:
 
         shifted[o, j, n, y, X] = ∂y[n, o, y, X + pw − j]      (0 where that is outside ∂y; X = 0 … W − 1)
         rows[c, i, n, y, X]    = Σ_{o, j} w[o, c, i, j] · shifted[o, j, n, y, X]        (one matmul per group)
-        ∂x[n, c, y·sh + i − ph, X] = Σ_i rows[c, i, n, y, X]
+        ∂x[n, c, Y, X]         = Σ rows[c, i, n, y, X]  over the (i, y) with y·sh + i − ph = Y
+                                 (rows that land outside 0 … H − 1 are the padding: dropped)
 
     ``shifted`` is ∂y copied kw times, each copy moved j columns; the matmul's W is w with its axes in the
     order (c, i) × (o, j).
@@ -399,12 +404,14 @@ def _input_grad_by_kernel_rows(gy, w_g, x_shape, kernel, stride, padding):
         target[...] = 0
         for i in range(kh):
             # the rows y with 0 ≤ y·sh + i − ph < H land on the image, from image row y_first·sh + i − ph on
-            y_first, y_end = -(-max(0, ph - i) // sh), min(oh, (h - 1 - i + ph) // sh + 1)    # (−(−a // b): a/b up)
+            y_first = -(-max(0, ph - i) // sh)                   # (ph − i)/sh rounded up: −(−a // b)
+            y_end = min(oh, (h - 1 - i + ph) // sh + 1)
             if y_first < y_end:
                 start = y_first * sh + i - ph
                 image_rows = slice(start, start + sh * (y_end - y_first), sh)
                 target[:, :, image_rows] += rows[:, i, :, y_first:y_end].transpose(1, 0, 2, 3)
-    over_images(gy, work, bytes_per_image=(groups * per_group * kw + channels * kh) * oh * width * dx.itemsize)
+    bytes_per_image = (groups * per_group * kw * gy.itemsize + channels * kh * dx.itemsize) * oh * width
+    over_images(gy, work, bytes_per_image)      # (shifted and rows of a block)
     return dx
 
 
