@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 # The networks timed: the paper's (the goal), and the default run's (examples/train_alexnet.py's
-# "cpu" preset, on its 10 built-in classes).
+# "cpu" preset, on its 10 built-in classes).  Written out rather than imported from there: that would import
+# minigrad, whose malloc setting must stay out of PyTorch's "alone" process; tests/test_train_alexnet.py
+# checks that the two agree.
 PRESETS = {"full": dict(width=1.0, input_size=227, num_classes=1000, batch=32),
            "cpu": dict(width=0.25, input_size=67, num_classes=10, batch=64)}
 

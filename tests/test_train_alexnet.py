@@ -245,3 +245,15 @@ def test_an_unwritable_out_folder_is_a_clear_error(data, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SystemExit, match="error: cannot use --out .*afile/out"):
         run(data, tmp_path / "afile" / "out")
+
+
+def test_the_cpu_benchmark_times_the_network_the_default_run_trains():
+    """benchmarks/bench_cpu.py --preset cpu writes the CPU preset out (it must not import minigrad); it has
+    to stay the network this script trains by default, on the built-in dataset's classes."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_cpu
+    from minigrad.data import BUILTIN_CLASSES
+    ours, theirs = bench_cpu.PRESETS["cpu"], train_alexnet.PRESETS["cpu"]
+    assert (ours["width"], ours["input_size"], ours["batch"]) == (theirs["width"], theirs["input_size"],
+                                                                 theirs["batch_size"])
+    assert ours["num_classes"] == len(BUILTIN_CLASSES)
