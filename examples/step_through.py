@@ -24,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from minigrad.data import BUILTIN_CLASSES  # noqa: E402
+from minigrad.data import BUILTIN_CLASSES, Preprocess  # noqa: E402
 from minigrad.data import transforms as T  # noqa: E402
 from minigrad.data.builtin import draw_example  # noqa: E402
 from minigrad.trace import Trace  # noqa: E402
@@ -74,13 +74,13 @@ def load_image(args, size: int, stats) -> tuple[np.ndarray, str]:
     else:
         picture = draw_example("circle", np.random.default_rng([args.seed, 7]), 96)
         description = "a built-in sample (class 'circle')"
-    pixels = T.to_unit_float(T.center_crop(T.center_square(picture, T.resize_for_crop(size)), size))
+    square = T.center_square(picture, T.resize_for_crop(size))
     if stats is None:   # an untrained network: normalise with the image's own statistics
+        pixels = T.to_unit_float(T.center_crop(square, size))
         mean, std = pixels.mean(axis=(0, 1)), pixels.std(axis=(0, 1)) + 1e-6
     else:
         mean, std = stats["mean"], stats["std"]
-        mean = T.center_crop(mean, size) if mean.ndim == 3 else mean
-    return T.to_chw(pixels - mean, std)[None], description
+    return Preprocess(size, mean, std, "eval")(square, None)[None], description
 
 
 def run(args):

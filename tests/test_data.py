@@ -76,10 +76,8 @@ def test_pca_colour_noise_has_the_papers_statistics():
     eigenvalues, eigenvectors = T.pca_of_covariance(np.cov(pixels.T))
     np.testing.assert_allclose(eigenvectors @ np.diag(eigenvalues) @ eigenvectors.T, np.cov(pixels.T), atol=2e-3)
     assert (np.diff(eigenvalues) <= 0).all()
-    image = np.zeros((2, 2, 3), np.float32)
-    shifts = np.array([T.pca_colour_noise(image, eigenvalues, eigenvectors, rng)[0, 0] for _ in range(20000)])
-    noisy = T.pca_colour_noise(image, eigenvalues, eigenvectors, rng)
-    assert np.allclose(noisy, noisy[0, 0])                        # one shift for the whole image
+    shifts = np.array([T.pca_colour_shift(eigenvalues, eigenvectors, rng) for _ in range(20000)])
+    assert shifts.shape == (20000, 3)                             # one colour per image
     # shift = P·(α ⊙ λ), α ~ N(0, 0.1²)  =>  covariance P·diag(0.01·λ²)·Pᵀ
     expected = eigenvectors @ np.diag(0.01 * eigenvalues ** 2) @ eigenvectors.T
     np.testing.assert_allclose(np.cov(shifts.T), expected, rtol=0.1, atol=1e-7)
@@ -98,9 +96,11 @@ def test_preprocess_modes():
     np.testing.assert_allclose(ten, np.stack(crops + [c[:, :, ::-1] for c in crops]), rtol=1e-5, atol=1e-5)
 
 
-def test_training_flips_half_of_the_images():
+@pytest.mark.parametrize("mean", [np.array([0.5, 0.4, 0.3], np.float32),                    # per channel
+                                  np.random.default_rng(5).random((8, 8, 3)).astype(np.float32)])   # per pixel
+def test_training_flips_half_of_the_images(mean):
     image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    mean, std = np.array([0.5, 0.4, 0.3], np.float32), np.array([0.2, 0.25, 0.3], np.float32)
+    std = np.array([0.2, 0.25, 0.3], np.float32)
     plain = ((image / 255 - mean) / std).transpose(2, 0, 1)   # the formula, not the code under test
     mirrored = plain[:, :, ::-1]
     train = Preprocess(8, mean, std, "train")          # crop = the whole image, so only the flip varies
@@ -109,6 +109,27 @@ def test_training_flips_half_of_the_images():
     same = [np.allclose(out, plain, atol=1e-5) for out in outputs]
     assert all(f != k for f, k in zip(flipped, same))  # each output is exactly one of the two
     assert 0.4 < np.mean(flipped) < 0.6
+
+
+def test_a_batch_is_its_images_preprocessed_one_by_one():
+    """Preprocess.batch draws each image's crop, flip and colour from that image's own rng, in order, and
+    crops a per-pixel mean with its image; images of different sizes are fine with a per-channel mean."""
+    rng = np.random.default_rng(0)
+    std = np.array([0.2, 0.25, 0.3], np.float32)
+    pca = (np.array([0.08, 0.02, 0.005], np.float32), np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32))
+    square = [rng.integers(0, 256, (12, 12, 3), dtype=np.uint8) for _ in range(6)]
+    sizes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(12, 9), (8, 20), (9, 9)]]
+    for images, mean in [(square, rng.random((12, 12, 3)).astype(np.float32)), (sizes, np.array([0.5, 0.4, 0.3]))]:
+        for mode, colour in [("train", pca), ("train", None), ("eval", None), ("ten-crop", None)]:
+            pre = Preprocess(8, mean, std, mode, colour)
+            together = pre.batch(images, [np.random.default_rng([1, i]) for i in range(len(images))])
+            apart = np.stack([pre(image, np.random.default_rng([1, i])) for i, image in enumerate(images)])
+            assert together.dtype == np.float32 and together.shape == ((len(images), 10) if mode == "ten-crop" else
+                                                                        (len(images),)) + (3, 8, 8)
+            np.testing.assert_array_equal(together, apart)
+    # and the batch's images differ: each has its own random choices
+    train = Preprocess(8, np.full(3, 0.5, np.float32), std, "train", pca).batch([square[0]] * 2, [rng, rng])
+    assert not np.array_equal(train[0], train[1])
 
 
 def test_training_colour_noise_shifts_each_image_by_one_colour():

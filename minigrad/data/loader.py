@@ -34,18 +34,45 @@ class Preprocess:
     pca: tuple | None = None
     flip: bool = True
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        image = T.to_unit_float(image) - self.mean
-        if self.mode == "ten-crop":
-            return np.stack([T.to_chw(crop, self.std) for crop in T.ten_crops(image, self.crop)])
+    def __call__(self, image: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """One (H, W, 3) uint8 image -> (3, crop, crop) float32, or (10, 3, crop, crop) for ten-crop."""
+        return self.batch([image], [rng])[0]
+
+    def batch(self, images: list, rngs: list) -> np.ndarray:
+        """A list of (H, W, 3) uint8 images -> (B, 3, crop, crop) float32 ((B, 10, 3, crop, crop) for ten-crop).
+
+        Per image only its random choices, from its own rng in a fixed order (window, flip, colour noise),
+        and the crops of its uint8 pixels; the arithmetic then runs once over all the crops, channels first.
+        (Image by image, channels last, it took 8.7 ms a batch of 64 at the CPU preset's 67×67 crops.)
+        """
+        per_image = 10 if self.mode == "ten-crop" else 1
+        per_pixel_mean = self.mean.ndim == 3
+        crops = np.empty((len(images) * per_image, self.crop, self.crop, 3), np.uint8)
+        means = np.empty(crops.shape, self.mean.dtype) if per_pixel_mean else None
+        shifts = np.zeros((len(crops), 3, 1, 1), np.float32) if self.mode == "train" and self.pca is not None else None
+        for k, (image, rng) in enumerate(zip(images, rngs)):
+            for c, (window, mirrored) in enumerate(self._windows(*image.shape[:2], rng), start=k * per_image):
+                crops[c] = T.horizontal_flip(image[window]) if mirrored else image[window]
+                if per_pixel_mean:      # the same window of the mean image
+                    means[c] = T.horizontal_flip(self.mean[window]) if mirrored else self.mean[window]
+            if shifts is not None:
+                shifts[k] = T.pca_colour_shift(*self.pca, rng)[:, None, None]
+        pixels = T.to_unit_float(T.channels_first(crops))
+        pixels = pixels - (T.channels_first(means) if per_pixel_mean else self.mean[:, None, None])
+        if shifts is not None:
+            pixels += shifts
+        pixels /= self.std[:, None, None]
+        shape = (len(images), per_image) if per_image > 1 else (len(images),)
+        return pixels.astype(np.float32, copy=False).reshape(*shape, 3, self.crop, self.crop)
+
+    def _windows(self, height: int, width: int, rng) -> list:
+        """(window, mirrored) of each crop an image gives: a random one (maybe mirrored), the centre, or ten."""
+        if self.mode == "train":
+            window = T.random_window(height, width, self.crop, rng)
+            return [(window, self.flip and rng.random() < 0.5)]
         if self.mode == "eval":
-            return T.to_chw(T.center_crop(image, self.crop), self.std)
-        image = T.random_crop(image, self.crop, rng)
-        if self.flip and rng.random() < 0.5:
-            image = T.horizontal_flip(image)
-        if self.pca is not None:
-            image = T.pca_colour_noise(image, *self.pca, rng)
-        return T.to_chw(image, self.std)
+            return [(T.center_window(height, width, self.crop), False)]
+        return T.ten_windows(height, width, self.crop)
 
 
 @dataclass
@@ -68,17 +95,17 @@ def _start_worker(source, preprocess):
 def _load_batch(indices, seeds, source=None, preprocess=None) -> Batch:
     if source is None:                     # in a worker process: what _start_worker was given
         source, preprocess = _worker_state["source"], _worker_state["preprocess"]
-    images, kept, unreadable = [], [], []
+    images, rngs, kept, unreadable = [], [], [], []
     for index, seed in zip(indices, seeds):
         try:
-            image = source.load(int(index))
+            images.append(source.load(int(index)))
         except UnreadableImage as err:
             unreadable.append((err.path, err.reason))
             continue
-        images.append(preprocess(image, np.random.default_rng(seed)))
+        rngs.append(np.random.default_rng(seed))
         kept.append(index)
     kept = np.array(kept, dtype=np.int64)
-    stacked = np.stack(images) if images else np.zeros((0,), np.float32)
+    stacked = preprocess.batch(images, rngs) if images else np.zeros((0,), np.float32)
     return Batch(stacked, source.labels[kept], kept, unreadable)
 
 

@@ -1,10 +1,11 @@
 """The paper's image preprocessing (Krizhevsky et al. 2012, §2 and §4.1), one small function per step.
 
 Images are NumPy arrays of shape (H, W, 3), uint8 as decoded or float32 in [0, 1] once scaled; the
-network gets (3, H, W) float32.  ``Preprocess`` chains them:
-training:    scale to [0, 1] → subtract the mean → random crop → maybe flip → PCA colour noise → ÷ std → CHW
-evaluation:  scale to [0, 1] → subtract the mean → centre crop (or the ten crops) → ÷ std → CHW
-The mean is subtracted before cropping, as in the paper, so that a per-pixel mean image (256×256) fits.
+network gets (3, H, W) float32.  ``Preprocess`` (data/loader.py) chains them:
+training:    random crop → maybe flip → scale to [0, 1] → subtract the mean → PCA colour noise → ÷ std → CHW
+evaluation:  centre crop (or the ten crops) → scale to [0, 1] → subtract the mean → ÷ std → CHW
+The paper subtracts its mean image (256×256) before cropping; a per-pixel mean is cropped (and flipped) with
+the image here, which gives the same values with less arithmetic.
 """
 from __future__ import annotations
 
@@ -47,31 +48,44 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def center_window(height: int, width: int, size: int) -> tuple[slice, slice]:
+    """The rows and columns of the central size×size window (paper: the central 256×256 patch)."""
+    top, left = (height - size) // 2, (width - size) // 2
+    return slice(top, top + size), slice(left, left + size)
+
+
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """The central size×size window of an (H, W, C) image (paper: the central 256×256 patch)."""
-    h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return image[top:top + size, left:left + size]
+    """The central size×size window of an (H, W, C) image."""
+    return image[center_window(*image.shape[:2], size)]
+
+
+def random_window(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[slice, slice]:
+    """The rows and columns of a size×size window at a uniformly random position (paper: 224 of 256; here 227)."""
+    top, left = rng.integers(0, height - size + 1), rng.integers(0, width - size + 1)
+    return slice(top, top + size), slice(left, left + size)
 
 
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A size×size window at a uniformly random position (paper: 224 of 256; here 227)."""
-    h, w = image.shape[:2]
-    top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-    return image[top:top + size, left:left + size]
+    """A size×size window of an (H, W, C) image at a uniformly random position."""
+    return image[random_window(*image.shape[:2], size, rng)]
 
 
 def horizontal_flip(image: np.ndarray) -> np.ndarray:
-    """Mirror left–right."""
+    """Mirror an (H, W, C) image left–right."""
     return image[:, ::-1]
 
 
+def ten_windows(height: int, width: int, size: int) -> list[tuple[tuple[slice, slice], bool]]:
+    """(window, mirrored) of the paper's test-time crops: four corners and the centre, then each of them mirrored."""
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
+    windows = [(slice(t, t + size), slice(l, l + size)) for t, l in corners] + [center_window(height, width, size)]
+    return [(window, False) for window in windows] + [(window, True) for window in windows]
+
+
 def ten_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
-    """The paper's test-time crops: four corners and the centre, and each of them mirrored (10 in all)."""
-    h, w = image.shape[:2]
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
-    crops = [image[t:t + size, l:l + size] for t, l in corners] + [center_crop(image, size)]
-    return crops + [horizontal_flip(c) for c in crops]
+    """The ten test-time crops of an (H, W, C) image (``ten_windows``)."""
+    return [horizontal_flip(image[window]) if mirrored else image[window]
+            for window, mirrored in ten_windows(*image.shape[:2], size)]
 
 
 def pca_of_covariance(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,19 +100,21 @@ def pca_of_covariance(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return eigenvalues[order].astype(np.float32), eigenvectors[:, order].astype(np.float32)
 
 
-def pca_colour_noise(image: np.ndarray, eigenvalues, eigenvectors, rng: np.random.Generator, std: float = 0.1):
-    """Add [p₁ p₂ p₃]·[α₁λ₁, α₂λ₂, α₃λ₃]ᵀ to every pixel, αᵢ ~ N(0, std²) drawn once per image (paper §4.1).
+def pca_colour_shift(eigenvalues, eigenvectors, rng: np.random.Generator, std: float = 0.1) -> np.ndarray:
+    """[p₁ p₂ p₃]·[α₁λ₁, α₂λ₂, α₃λ₃]ᵀ, αᵢ ~ N(0, std²) drawn once per image (paper §4.1): the colour (3,) that
+    PCA colour noise adds to every pixel of one image.
 
-    Shifts the image's colour along the principal axes of natural colour variation, which makes the
-    network less sensitive to illumination.  image: float (H, W, 3) in [0, 1].
+    It shifts the image's colour along the principal axes of natural colour variation, which makes the
+    network less sensitive to illumination.
     """
     alpha = rng.normal(0.0, std, 3).astype(np.float32)
-    return image + eigenvectors @ (alpha * eigenvalues)
+    return eigenvectors @ (alpha * eigenvalues)
 
 
-def to_chw(image: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Divide by the per-channel std and reorder HWC -> CHW, float32 and contiguous (what conv1 wants)."""
-    return np.ascontiguousarray((image / std).transpose(2, 0, 1), dtype=np.float32)
+def channels_first(images: np.ndarray) -> np.ndarray:
+    """(..., H, W, C) -> (..., C, H, W), contiguous: what conv1 wants.  Also where per-channel arithmetic is
+    fast: NumPy's loops then run over rows of H·W values, in HWC over rows of 3."""
+    return np.ascontiguousarray(np.moveaxis(images, -1, -3))
 
 
 def to_unit_float(image: np.ndarray) -> np.ndarray:
