@@ -89,8 +89,9 @@ def test_split_primitives_equal_one_thread(cores, monkeypatch, kernel, stride, p
     ((1, 1), (1, 1), (1, 1), 1, 2),       # stride 1, ∂y wider than x (padding ≥ kernel): kernel rows
     ((1, 19), (1, 1), (0, 9), 1, 2)])     # kernel rows, where some of ∂y's shifted copies miss x entirely
 def test_per_core_convolution_equals_pytorch(cores, monkeypatch, kernel, stride, padding, groups, out_channels):
-    """conv_output, conv_input_grad and conv_weight_grad (blocks of images per core) against PyTorch's
-    convolution and its two gradients, however the batch is split (float64)."""
+    """conv_output, conv_input_grad and conv_weight_grad (blocks of images per core), and the channels-last
+    conv_output_channels_last and conv_weight_grad_channels_last, against PyTorch's convolution and its two
+    gradients, however the batch is split (float64)."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 4, 9, 8))
@@ -102,16 +103,27 @@ def test_per_core_convolution_equals_pytorch(cores, monkeypatch, kernel, stride,
     y_t = torch.nn.functional.conv2d(x_t, w_t, stride=stride, padding=padding, groups=groups)
     y_t.backward(torch.tensor(gy))
     y, gx, gw = y_t.detach().numpy(), x_t.grad.numpy(), w_t.grad.numpy().reshape(w_g.shape)
-    for block_bytes in (1, 10**9):                      # one image per block, or a whole part per block
-        monkeypatch.setattr(cpu, "IMAGE_BLOCK_BYTES", block_bytes)
-        np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), y, rtol=1e-10, atol=1e-10)
-        bias = np.arange(out_channels, dtype=np.float64)
-        np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw, bias),
-                                   y + bias.reshape(-1, 1, 1), rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(cpu.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding), gx,
-                                   rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(cpu.conv_weight_grad(x, gy, groups, kernel, stride, padding), gw,
-                                   rtol=1e-10, atol=1e-10)
+    bias = np.arange(out_channels, dtype=np.float64)
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "unfolds_channels_last", lambda out_hw: False)     # conv_output by blocks, whatever the width
+        for block_bytes in (1, 10**9):                      # one image per block, or a whole part per block
+            m.setattr(cpu, "IMAGE_BLOCK_BYTES", block_bytes)
+            np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw), y, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw, bias),
+                                       y + bias.reshape(-1, 1, 1), rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(cpu.conv_input_grad(gy, w_g, x.shape, kernel, stride, padding), gx,
+                                       rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(cpu.conv_weight_grad(x, gy, groups, kernel, stride, padding), gw,
+                                       rtol=1e-10, atol=1e-10)
+    # unfolded channels-last (the CPU's way for output rows shorter than 8), on every core: conv_output, and the
+    # columns that training keeps for ∂W
+    monkeypatch.setattr(cpu, "unfolds_channels_last", lambda out_hw: True)
+    np.testing.assert_allclose(cpu.conv_output(x, w_g, kernel, stride, padding, out_hw, bias), y + bias.reshape(-1, 1, 1),
+                               rtol=1e-10, atol=1e-10)
+    y_last, cols = cpu.conv_output_channels_last(x, w_g, kernel, stride, padding, out_hw, bias)
+    assert cols.shape == (groups, 5 * out_hw[0] * out_hw[1], w_g.shape[2])
+    np.testing.assert_allclose(y_last, y + bias.reshape(-1, 1, 1), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(cpu.conv_weight_grad_channels_last(cols, gy, groups, kernel), gw, rtol=1e-10, atol=1e-10)
 
 
 def test_input_gradient_with_stride_1_along_x_goes_a_kernel_row_at_a_time(monkeypatch):

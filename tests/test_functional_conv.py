@@ -33,29 +33,55 @@ def torch_conv(stride, padding, groups):
     return conv
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device, columns", [("cpu", "im2col"), ("cpu", "channels-last"),
+                                             pytest.param("cuda", "im2col", marks=pytest.mark.cuda)])
 @settings(max_examples=60)
 @given(geometry=conv_geometry(), seed=seeds)
-def test_conv2d_gradcheck_and_torch(device, geometry, seed):
+def test_conv2d_gradcheck_and_torch(device, columns, geometry, seed):
+    """Forward keeps its columns for ∂W, in either layout (the CPU picks channels-last for output rows shorter
+    than 8, ``unfolds_channels_last``; here the choice is forced; the GPU has im2col's only)."""
+    from minigrad.backend import cpu
     g = geometry
     arrays = [array(seed, g["x"]), array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])]
     conv = lambda x, w, b: F.conv2d(x, w, b, g["stride"], g["padding"], g["groups"])  # noqa: E731
-    check(conv, torch_conv(g["stride"], g["padding"], g["groups"]), arrays, device)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cpu, "unfolds_channels_last", lambda out_hw: columns == "channels-last")
+        y = conv(*leaves(arrays, device))
+        assert y.grad_fn.cols is not None and y.grad_fn.channels_last == (columns == "channels-last")
+        check(conv, torch_conv(g["stride"], g["padding"], g["groups"]), arrays, device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+def test_the_cpu_unfolds_channels_last_for_output_rows_shorter_than_8(monkeypatch):
+    """backend/cpu.py's measured rule (``unfolds_channels_last``), in training (columns kept) and evaluation."""
+    from minigrad.backend import cpu
+    calls = []
+    monkeypatch.setattr(cpu, "conv_output_channels_last", functools.partial(_counted, cpu.conv_output_channels_last, calls))
+    w = mg.randn(4, 3, 3, 3, requires_grad=True)
+    for width, channels_last in [(6, True), (7, True), (8, False), (15, False)]:
+        x = mg.randn(2, 3, 5, width)
+        assert F.conv2d(x, w, padding=1).grad_fn.channels_last is channels_last
+        calls.clear()
+        with mg.no_grad():
+            F.conv2d(x, w, padding=1)
+        assert len(calls) == channels_last
+
+
+@pytest.mark.parametrize("device, columns", [("cpu", "im2col"), ("cpu", "channels-last"),
+                                             pytest.param("cuda", "im2col", marks=pytest.mark.cuda)])
 @settings(max_examples=40)
 @given(geometry=conv_geometry(), seed=seeds)
-def test_conv2d_with_fixed_weights_gradcheck_and_torch(device, geometry, seed):
+def test_conv2d_with_fixed_weights_gradcheck_and_torch(device, columns, geometry, seed):
     """Weights that want no gradient (evaluation, frozen layers): the output and ∂x take the backend's
     other route (conv_output, which keeps no columns; backend/cpu.py runs it on blocks of images per core,
-    here one image a block and one part per core however small)."""
+    here one image a block and one part per core however small, or for short output rows channels-last)."""
+    from minigrad.backend import cpu
     g = geometry
     torch = pytest.importorskip("torch")
     w, b = array(seed + 1, g["w"]), array(seed + 2, g["w"][:1])
     fixed = mg.tensor(w, device=device), mg.tensor(b, device=device)
     conv = lambda x: F.conv2d(x, *fixed, g["stride"], g["padding"], g["groups"])  # noqa: E731
-    with per_image_blocks() as calls:
+    with per_image_blocks() as calls, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cpu, "unfolds_channels_last", lambda out_hw: columns == "channels-last")
         check(conv, lambda x: torch_conv(g["stride"], g["padding"], g["groups"])(x, torch.tensor(w), torch.tensor(b)),
               [array(seed, g["x"])], device)
         x = mg.tensor(array(seed, g["x"]), device=device)
@@ -118,6 +144,8 @@ ALEXNET_CONVS = {
     "conv1": dict(x=(2, 3, 227, 227), w=(96, 3, 11, 11), stride=4, padding=0, groups=1, out=(2, 96, 55, 55)),
     "conv2": dict(x=(2, 96, 27, 27), w=(256, 48, 5, 5), stride=1, padding=2, groups=2, out=(2, 256, 27, 27)),
     "conv3": dict(x=(2, 256, 13, 13), w=(384, 256, 3, 3), stride=1, padding=1, groups=1, out=(2, 384, 13, 13)),
+    # the CPU preset's conv2 (width 0.25, 67×67 crops): rows of 7, columns kept channels-last on the CPU
+    "preset conv2": dict(x=(2, 12, 7, 7), w=(32, 12, 5, 5), stride=1, padding=2, groups=1, out=(2, 32, 7, 7)),
 }
 
 

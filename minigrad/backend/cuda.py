@@ -155,6 +155,12 @@ def keeps_columns(out_hw) -> bool:
     return True
 
 
+def unfolds_channels_last(out_hw) -> bool:
+    """As cpu.unfolds_channels_last: never on the GPU, where the im2col kernel writes im2col's layout at full
+    speed (cuda.py has no conv_output_channels_last)."""
+    return False
+
+
 def in_chunks(work, groups):
     """``work(*arrays)`` for each group: CuPy's element-wise kernels already use the whole GPU (cpu.in_chunks
     splits for the cache)."""

@@ -45,7 +45,9 @@ class Conv2d(Function):
 
     ∂W sums over the batch, so it needs every image's columns.  Forward keeps them when the backend says
     so (``keeps_columns``: the GPU always, the CPU for small maps); otherwise it keeps x, and the backend's
-    ``conv_weight_grad`` unfolds it again.  That, the output when the columns are not kept, and ∂x go
+    ``conv_weight_grad`` unfolds it again.  For output rows shorter than 8 the CPU keeps them channels-last,
+    one receptive field per row, the products the same (``unfolds_channels_last``: im2col's layout
+    copies a run per row of the output, and NumPy's overhead per run costs more than the copying).  That, the output when the columns are not kept, and ∂x go
     through the backend (``conv_weight_grad``, ``conv_output``, ``conv_input_grad``): the GPU runs them
     batched as above, the CPU on blocks of images per core, so that a block's columns pass from one step
     to the next through the core's cache (backend/cpu.py).
@@ -71,10 +73,15 @@ class Conv2d(Function):
         self.chunk = max(1, min(n, self.max_column_bytes // column_bytes))
         prims = backend.primitives(x)
         keep_columns = self.needs_input_grad[1] and self.chunk >= n and prims.keeps_columns(self.out_hw)
+        self.channels_last = keep_columns and prims.unfolds_channels_last(self.out_hw)
         y_chunks = []
         for start in range(0, max(n, 1), self.chunk):                       # (an empty batch: one empty chunk)
             x_chunk = x[start:start + self.chunk]
-            if keep_columns:
+            if self.channels_last:          # the CPU on small maps: the same products, another layout
+                y, cols = prims.conv_output_channels_last(x_chunk, self.w_g, (kh, kw), self.stride, self.padding,
+                                                          self.out_hw, bias[0] if bias else None)
+                y_chunks.append(y)
+            elif keep_columns:
                 cols = self._columns(x_chunk)
                 y_g = self.w_g @ cols                                        # (g, O/g, n·L)
                 if bias:
@@ -107,7 +114,9 @@ class Conv2d(Function):
             gx = _joined([prims.conv_input_grad(gy[rows], self.w_g, (len(gy[rows]), *self.x_shape[1:]), (kh, kw),
                                                 self.stride, self.padding) for rows in chunks], xp)
         if self.needs_input_grad[1]:
-            if self.cols is not None:
+            if self.channels_last:
+                gw = prims.conv_weight_grad_channels_last(self.cols, gy, g, (kh, kw))
+            elif self.cols is not None:
                 gy_g = prims.transposed_copy(gy, (1, 0, 2, 3)).reshape(g, o // g, -1)    # (g, O/g, N·L)
                 # as ∂Wᵀ = cols @ ∂Yᵀ: the same products; OpenBLAS ran conv5's 9.5 -> 8.4 ms a tower (conv3's
                 # 30.7 -> 32.0) and the CPU preset's conv1 2.5 -> 1.7
