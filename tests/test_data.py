@@ -41,22 +41,22 @@ def test_unusual_images_become_sensible_rgb():
     assert T.center_square(strip, 256).shape == (256, 256, 3)                       # resamples only the centre
 
 
-def test_center_crop_and_ten_crops_geometry():
+def test_center_crop_and_ten_windows_geometry():
     image = np.arange(8 * 10).reshape(8, 10, 1)
     np.testing.assert_array_equal(T.center_crop(image, 4), image[2:6, 3:7])
-    crops = T.ten_crops(image, 4)
+    crops = [T.crop(image, window, mirrored) for window, mirrored in T.ten_windows(8, 10, 4)]
     assert len(crops) == 10 and all(c.shape == (4, 4, 1) for c in crops)
     corners = [image[:4, :4], image[:4, 6:], image[4:, :4], image[4:, 6:], image[2:6, 3:7]]
     for crop, expected in zip(crops, corners + [c[:, ::-1] for c in corners]):
         np.testing.assert_array_equal(crop, expected)
 
 
-def test_random_crops_stay_inside_and_reach_every_position():
+def test_random_windows_stay_inside_and_reach_every_position():
     image = np.arange(6 * 6).reshape(6, 6, 1)
     rng = np.random.default_rng(0)
     corners = set()
     for _ in range(400):
-        crop = T.random_crop(image, 4, rng)
+        crop = T.crop(image, T.random_window(6, 6, 4, rng))
         top, left = divmod(int(crop[0, 0, 0]), 6)
         assert crop.shape == (4, 4, 1)
         np.testing.assert_array_equal(crop, image[top:top + 4, left:left + 4])
@@ -64,10 +64,11 @@ def test_random_crops_stay_inside_and_reach_every_position():
     assert corners == {(t, l) for t in range(3) for l in range(3)}
 
 
-def test_flip_mirrors_left_and_right():
+def test_a_mirrored_crop_is_flipped_left_and_right():
     image = np.arange(6).reshape(1, 6, 1)
-    np.testing.assert_array_equal(T.horizontal_flip(image)[0, :, 0], [5, 4, 3, 2, 1, 0])
-    np.testing.assert_array_equal(T.horizontal_flip(T.horizontal_flip(image)), image)
+    whole = (slice(0, 1), slice(0, 6))
+    np.testing.assert_array_equal(T.crop(image, whole, mirrored=True)[0, :, 0], [5, 4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(T.crop(image, whole), image)
 
 
 def test_pca_colour_noise_has_the_papers_statistics():
@@ -127,9 +128,50 @@ def test_a_batch_is_its_images_preprocessed_one_by_one():
             assert together.dtype == np.float32 and together.shape == ((len(images), 10) if mode == "ten-crop" else
                                                                         (len(images),)) + (3, 8, 8)
             np.testing.assert_array_equal(together, apart)
-    # and the batch's images differ: each has its own random choices
-    train = Preprocess(8, np.full(3, 0.5, np.float32), std, "train", pca).batch([square[0]] * 2, [rng, rng])
-    assert not np.array_equal(train[0], train[1])
+    # each image's choices come from its own generator: the same seed gives the same crop, another seed another
+    train = Preprocess(8, np.full(3, 0.5, np.float32), std, "train", pca)
+    first, again, other = train.batch([square[0]] * 3, [np.random.default_rng(s) for s in (7, 7, 8)])
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_training_preprocessing_draws_window_flip_and_colour_in_that_order():
+    """The whole training pipeline written out (the formula, not the code under test) with the draws a
+    seeded generator makes in the documented order: window (top, then left), flip, colour noise."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 11, 3), dtype=np.uint8)
+    mean, std = np.array([0.5, 0.4, 0.3], np.float32), np.array([0.2, 0.25, 0.3], np.float32)
+    pca = (np.array([0.08, 0.02, 0.005], np.float32), np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32))
+    pre = Preprocess(8, mean, std, "train", pca)
+    flips = 0
+    for seed in range(40):
+        draws = np.random.default_rng(seed)
+        top, left = draws.integers(0, 12 - 8 + 1), draws.integers(0, 11 - 8 + 1)
+        mirrored = draws.random() < 0.5
+        shift = pca[1] @ (draws.normal(0.0, 0.1, 3).astype(np.float32) * pca[0])
+        expected = (image / 255 - mean)[top:top + 8, left:left + 8]
+        expected = (expected[:, ::-1] if mirrored else expected) + shift
+        np.testing.assert_allclose(pre(image, np.random.default_rng(seed)), (expected / std).transpose(2, 0, 1),
+                                   rtol=1e-5, atol=1e-5)
+        flips += mirrored
+    assert 5 < flips < 35                               # both ways occurred
+
+
+def test_preprocess_refuses_what_it_cannot_use():
+    std = np.full(3, 0.25, np.float32)
+    with pytest.raises(ValueError, match="mode must be one of train, eval, ten-crop, got 'tencrop'"):
+        Preprocess(8, np.zeros(3), std, "tencrop")
+    with pytest.raises(ValueError, match=r"mean must be 3 values \(per channel\) or \(S, S, 3\) \(per pixel\), "
+                                         r"got shape \(4,\)"):
+        Preprocess(8, np.zeros(4), std)
+    with pytest.raises(ValueError, match=r"std must be 3 values \(per channel\), got shape \(2,\)"):
+        Preprocess(8, np.zeros(3), np.ones(2))
+    image = np.zeros((12, 12, 3), np.uint8)
+    with pytest.raises(ValueError, match="an image is 12×12, the per-pixel mean 16×16: they must be the same size"):
+        Preprocess(8, np.zeros((16, 16, 3)), std, "eval")(image, None)
+    # a list, or a mean shaped (1, 1, 3), is per channel, as it always broadcast
+    for mean in ([0.5, 0.5, 0.5], np.full((1, 1, 3), 0.5)):
+        np.testing.assert_allclose(Preprocess(8, mean, std, "eval")(image, None), np.full((3, 8, 8), -2.0))
 
 
 def test_training_colour_noise_shifts_each_image_by_one_colour():

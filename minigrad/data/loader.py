@@ -19,12 +19,15 @@ from . import transforms as T
 from .folder import UnreadableImage
 
 
+MODES = ("train", "eval", "ten-crop")
+
+
 @dataclass
 class Preprocess:
     """The per-image pipeline (see transforms.py).  mode: "train", "eval" (centre crop) or "ten-crop".
 
-    mean: (3,) per channel or (S, S, 3) per pixel, in [0, 1] units; std: (3,); pca: (eigenvalues,
-    eigenvectors) of the RGB covariance, or None for no colour noise.
+    mean: 3 values, per channel, or (S, S, 3) per pixel (then every image is S×S), in [0, 1] units; std: 3
+    values; pca: (eigenvalues, eigenvectors) of the RGB covariance, or None for no colour noise.
     """
 
     crop: int
@@ -33,6 +36,19 @@ class Preprocess:
     mode: str = "train"
     pca: tuple | None = None
     flip: bool = True
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"Preprocess: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.mean, self.std = np.asarray(self.mean), np.asarray(self.std)
+        if self.mean.size == 3:
+            self.mean = self.mean.reshape(3)
+        elif self.mean.ndim != 3 or self.mean.shape[2] != 3:
+            raise ValueError(f"Preprocess: mean must be 3 values (per channel) or (S, S, 3) (per pixel), "
+                             f"got shape {self.mean.shape}")
+        if self.std.size != 3:
+            raise ValueError(f"Preprocess: std must be 3 values (per channel), got shape {self.std.shape}")
+        self.std = self.std.reshape(3)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         """One (H, W, 3) uint8 image -> (3, crop, crop) float32, or (10, 3, crop, crop) for ten-crop."""
@@ -49,18 +65,22 @@ class Preprocess:
         per_pixel_mean = self.mean.ndim == 3
         crops = np.empty((len(images) * per_image, self.crop, self.crop, 3), np.uint8)
         means = np.empty(crops.shape, self.mean.dtype) if per_pixel_mean else None
-        shifts = np.zeros((len(crops), 3, 1, 1), np.float32) if self.mode == "train" and self.pca is not None else None
+        colour = self.mode == "train" and self.pca is not None
+        shifts = np.zeros((len(crops), 3, 1, 1), np.result_type(np.float32, *self.pca)) if colour else None
         for k, (image, rng) in enumerate(zip(images, rngs)):
+            if per_pixel_mean and image.shape[:2] != self.mean.shape[:2]:
+                raise ValueError(f"Preprocess: an image is {image.shape[0]}×{image.shape[1]}, the per-pixel mean "
+                                 f"{self.mean.shape[0]}×{self.mean.shape[1]}: they must be the same size")
             for c, (window, mirrored) in enumerate(self._windows(*image.shape[:2], rng), start=k * per_image):
-                crops[c] = T.horizontal_flip(image[window]) if mirrored else image[window]
+                crops[c] = T.crop(image, window, mirrored)
                 if per_pixel_mean:      # the same window of the mean image
-                    means[c] = T.horizontal_flip(self.mean[window]) if mirrored else self.mean[window]
-            if shifts is not None:
+                    means[c] = T.crop(self.mean, window, mirrored)
+            if colour:
                 shifts[k] = T.pca_colour_shift(*self.pca, rng)[:, None, None]
         pixels = T.to_unit_float(T.channels_first(crops))
         pixels = pixels - (T.channels_first(means) if per_pixel_mean else self.mean[:, None, None])
-        if shifts is not None:
-            pixels += shifts
+        if colour:
+            pixels = pixels + shifts    # (not in place: a float64 shift makes the pixels float64, as a float64 mean does)
         pixels /= self.std[:, None, None]
         shape = (len(images), per_image) if per_image > 1 else (len(images),)
         return pixels.astype(np.float32, copy=False).reshape(*shape, 3, self.crop, self.crop)

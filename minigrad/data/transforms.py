@@ -1,10 +1,11 @@
 """The paper's image preprocessing (Krizhevsky et al. 2012, §2 and §4.1), one small function per step.
 
 Images are NumPy arrays of shape (H, W, 3), uint8 as decoded or float32 in [0, 1] once scaled; the
-network gets (3, H, W) float32.  ``Preprocess`` (data/loader.py) chains them:
-training:    random crop → maybe flip → scale to [0, 1] → subtract the mean → PCA colour noise → ÷ std → CHW
-evaluation:  centre crop (or the ten crops) → scale to [0, 1] → subtract the mean → ÷ std → CHW
-The paper subtracts its mean image (256×256) before cropping; a per-pixel mean is cropped (and flipped) with
+network gets (3, H, W) float32.  ``Preprocess`` (data/loader.py) chains them, a batch at a time:
+training:    random window, maybe mirrored (``crop``) → CHW → scale to [0, 1] → subtract the mean → PCA colour
+             noise → ÷ std
+evaluation:  centre window (or the ten windows) → CHW → scale to [0, 1] → subtract the mean → ÷ std
+The paper subtracts its mean image (256×256) before cropping; a per-pixel mean is cropped (and mirrored) with
 the image here, which gives the same values with less arithmetic.
 """
 from __future__ import annotations
@@ -56,23 +57,13 @@ def center_window(height: int, width: int, size: int) -> tuple[slice, slice]:
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     """The central size×size window of an (H, W, C) image."""
-    return image[center_window(*image.shape[:2], size)]
+    return crop(image, center_window(*image.shape[:2], size))
 
 
 def random_window(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[slice, slice]:
     """The rows and columns of a size×size window at a uniformly random position (paper: 224 of 256; here 227)."""
     top, left = rng.integers(0, height - size + 1), rng.integers(0, width - size + 1)
     return slice(top, top + size), slice(left, left + size)
-
-
-def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A size×size window of an (H, W, C) image at a uniformly random position."""
-    return image[random_window(*image.shape[:2], size, rng)]
-
-
-def horizontal_flip(image: np.ndarray) -> np.ndarray:
-    """Mirror an (H, W, C) image left–right."""
-    return image[:, ::-1]
 
 
 def ten_windows(height: int, width: int, size: int) -> list[tuple[tuple[slice, slice], bool]]:
@@ -82,10 +73,11 @@ def ten_windows(height: int, width: int, size: int) -> list[tuple[tuple[slice, s
     return [(window, False) for window in windows] + [(window, True) for window in windows]
 
 
-def ten_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
-    """The ten test-time crops of an (H, W, C) image (``ten_windows``)."""
-    return [horizontal_flip(image[window]) if mirrored else image[window]
-            for window, mirrored in ten_windows(*image.shape[:2], size)]
+def crop(image: np.ndarray, window: tuple[slice, slice], mirrored: bool = False) -> np.ndarray:
+    """The (rows, columns) ``window`` of an (H, W, C) image, mirrored left–right when asked (paper §4.1:
+    horizontal reflections).  A view, no copy."""
+    pixels = image[window]
+    return pixels[:, ::-1] if mirrored else pixels
 
 
 def pca_of_covariance(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
