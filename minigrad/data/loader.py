@@ -237,7 +237,7 @@ def default_workers(device: str) -> int:
     """Loader worker processes for a model trained on ``device``: one per core beside a GPU.
 
     On the CPU, minigrad's ops already use every core, so workers compete with them: none up to
-    2 cores (measured on 2: the CPU preset trains at about 850–930 img/s in-process, 705–765 with 2 workers),
+    2 cores (measured on 2: the CPU preset trains at about 1200–1340 img/s in-process, 1030–1160 with 2 workers),
     half the cores above that (a guess; not measured here).
     """
     cores = cpu.CORES
