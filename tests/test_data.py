@@ -113,8 +113,10 @@ def test_training_flips_half_of_the_images(mean):
 
 
 def test_a_batch_is_its_images_preprocessed_one_by_one():
-    """Preprocess.batch draws each image's crop, flip and colour from that image's own rng, in order, and
-    crops a per-pixel mean with its image; images of different sizes are fine with a per-channel mean."""
+    """The images of a batch do not mix: each comes out as it does alone, with its own generator, in every mode,
+    with a per-pixel mean and with images of different sizes (a per-channel mean).  The values themselves are
+    checked against the formula in test_training_preprocessing_draws_window_flip_and_colour_in_that_order and
+    test_training_flips_half_of_the_images."""
     rng = np.random.default_rng(0)
     std = np.array([0.2, 0.25, 0.3], np.float32)
     pca = (np.array([0.08, 0.02, 0.005], np.float32), np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32))

@@ -77,8 +77,9 @@ class Preprocess:
                     means[c] = T.crop(self.mean, window, mirrored)
             if colour:
                 shifts[k] = T.pca_colour_shift(*self.pca, rng)[:, None, None]
-        pixels = T.to_unit_float(T.channels_first(crops))
-        pixels = pixels - (T.channels_first(means) if per_pixel_mean else self.mean[:, None, None])
+        # channels first, where NumPy's per-channel loops run over rows of H·W values (over rows of 3 in HWC)
+        pixels = T.to_unit_float(cpu.transposed_copy(crops, (0, 3, 1, 2)))
+        pixels = pixels - (cpu.transposed_copy(means, (0, 3, 1, 2)) if per_pixel_mean else self.mean[:, None, None])
         if colour:
             pixels = pixels + shifts    # (not in place: a float64 shift makes the pixels float64, as a float64 mean does)
         pixels /= self.std[:, None, None]

@@ -2,8 +2,8 @@
 
 Images are NumPy arrays of shape (H, W, 3), uint8 as decoded or float32 in [0, 1] once scaled; the
 network gets (3, H, W) float32.  ``Preprocess`` (data/loader.py) chains them, a batch at a time:
-training:    random window, maybe mirrored (``crop``) → CHW → scale to [0, 1] → subtract the mean → PCA colour
-             noise → ÷ std
+training:    random window, maybe mirrored (``crop``) → CHW (``backend.cpu.transposed_copy``) → scale to [0, 1]
+             → subtract the mean → PCA colour noise → ÷ std
 evaluation:  centre window (or the ten windows) → CHW → scale to [0, 1] → subtract the mean → ÷ std
 The paper subtracts its mean image (256×256) before cropping; a per-pixel mean is cropped (and mirrored) with
 the image here, which gives the same values with less arithmetic.
@@ -101,12 +101,6 @@ def pca_colour_shift(eigenvalues, eigenvectors, rng: np.random.Generator, std: f
     """
     alpha = rng.normal(0.0, std, 3).astype(np.float32)
     return eigenvectors @ (alpha * eigenvalues)
-
-
-def channels_first(images: np.ndarray) -> np.ndarray:
-    """(..., H, W, C) -> (..., C, H, W), contiguous: what conv1 wants.  Also where per-channel arithmetic is
-    fast: NumPy's loops then run over rows of H·W values, in HWC over rows of 3."""
-    return np.ascontiguousarray(np.moveaxis(images, -1, -3))
 
 
 def to_unit_float(image: np.ndarray) -> np.ndarray:

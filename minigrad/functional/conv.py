@@ -46,11 +46,11 @@ class Conv2d(Function):
     ∂W sums over the batch, so it needs every image's columns.  Forward keeps them when the backend says
     so (``keeps_columns``: the GPU always, the CPU for small maps); otherwise it keeps x, and the backend's
     ``conv_weight_grad`` unfolds it again.  For output rows shorter than 8 the CPU keeps them channels-last,
-    one receptive field per row, the products the same (``unfolds_channels_last``: im2col's layout
-    copies a run per row of the output, and NumPy's overhead per run costs more than the copying).  That, the output when the columns are not kept, and ∂x go
-    through the backend (``conv_weight_grad``, ``conv_output``, ``conv_input_grad``): the GPU runs them
-    batched as above, the CPU on blocks of images per core, so that a block's columns pass from one step
-    to the next through the core's cache (backend/cpu.py).
+    one receptive field per row, the products the same (``unfolds_channels_last``: im2col's layout copies a
+    run per row of the output, and NumPy's overhead per run costs more than the copying).  That, the output
+    when the columns are not kept, and ∂x go through the backend (``conv_weight_grad``, ``conv_output``,
+    ``conv_input_grad``): the GPU runs them batched as above, the CPU on blocks of images per core, so that
+    a block's columns pass from one step to the next through the core's cache (backend/cpu.py).
 
     Memory bound: the columns hold kh·kw copies of the input.  When they would take more than
     ``max_column_bytes``, the batch runs in chunks, and nothing keeps columns.
