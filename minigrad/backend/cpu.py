@@ -116,6 +116,19 @@ def _blas_threads():
     return ThreadpoolController()
 
 
+@contextlib.contextmanager
+def cores(count: int):
+    """Within the block, the primitives here and BLAS use ``count`` cores (threads) in this process: for
+    ``minigrad.parallel``, where each process takes one core and a shard of the batch."""
+    global CORES
+    previous, CORES = CORES, count
+    try:
+        with _blas_threads().limit(limits=count, user_api="blas"):
+            yield
+    finally:
+        CORES = previous
+
+
 _one_blas_thread = threading.Lock()   # one over_images at a time sets and restores BLAS's thread count
 
 

@@ -1,0 +1,184 @@
+"""minigrad.parallel: the batch split over processes gives the one-process step's loss, logits and gradients.
+
+The oracle is the plain step in this process (forward, loss, backward on the whole batch), which shares
+no code with the sharding, the weighting by n_k / N, the shared memory or the summing of gradients.
+"""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import nn
+from minigrad.parallel import DataParallel
+
+
+def small_net(dropout=0.0):
+    """Conv, ReLU, overlapping max-pool, LRN, (dropout), linear: float64, with a bias-free layer too."""
+    mg.manual_seed(3)
+    layers = [nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.LocalResponseNorm(3),
+              nn.Flatten(), nn.Linear(4 * 3 * 3, 6, bias=False)]
+    if dropout:
+        layers.insert(5, nn.Dropout(dropout))
+    return nn.Sequential(*layers).to(dtype=mg.float64)
+
+
+def batch(n, seed=0, classes=6):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3, 7, 7)), rng.integers(0, classes, n)
+
+
+def plain_step(model, images, labels, seed=None):
+    """The one-process step the sharded one must equal."""
+    if seed is not None:
+        mg.manual_seed(seed)
+    logits = model(mg.tensor(images))
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    return loss.item(), logits.numpy()
+
+
+def gradients(model):
+    return [None if p.grad is None else p.grad.numpy().copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("processes, n", [(2, 7), (3, 8), (3, 2), (2, 1)])
+def test_sharded_loss_logits_and_gradients_equal_the_whole_batch(processes, n):
+    """Uneven shards (7 = 3 + 4), three processes, and batches smaller than the processes (empty shards)."""
+    model = small_net()
+    images, labels = batch(n)
+    loss, logits = plain_step(model, images, labels)
+    expected = gradients(model)
+    model.zero_grad()
+    with DataParallel(model, processes) as parallel:
+        sharded_loss, sharded_logits = parallel.loss_and_gradients(images, labels)
+        np.testing.assert_allclose(sharded_loss, loss, rtol=1e-12)
+        np.testing.assert_allclose(sharded_logits, logits, rtol=1e-12, atol=1e-14)
+        for got, want in zip(gradients(model), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(parallel.predict(images), logits, rtol=1e-12, atol=1e-14)
+
+
+def test_training_with_two_processes_follows_the_one_process_trajectory():
+    """Three SGD steps: each worker must read the weights the optimizer just wrote (shared memory)."""
+    images, labels = batch(10, seed=1)
+    models = [small_net(), small_net()]
+    optimizers = [mg.optim.SGD(m.parameters(), 0.1) for m in models]
+    with DataParallel(models[1], 2) as parallel:
+        for step in range(3):
+            for m, optimizer in zip(models, optimizers):
+                optimizer.zero_grad()
+            plain_step(models[0], images, labels)
+            parallel.loss_and_gradients(images, labels)
+            for optimizer in optimizers:
+                optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-10)
+    assert all(p.data.flags.owndata for p in models[1].parameters()), "close() gives parameters their own memory"
+
+
+def test_gradients_add_into_grad_as_backward_does():
+    model = small_net()
+    images, labels = batch(6)
+    plain_step(model, images, labels)
+    once = gradients(model)
+    model.zero_grad()
+    with DataParallel(model, 2) as parallel:
+        parallel.loss_and_gradients(images, labels)
+        parallel.loss_and_gradients(images, labels)
+    for got, want in zip(gradients(model), once):
+        np.testing.assert_allclose(got, 2 * want, rtol=1e-10)
+
+
+def test_weights_loaded_after_the_start_reach_the_workers():
+    model, other = small_net(), small_net()
+    for p in other.parameters():
+        p.data = p.data * 0.5 + 0.1
+    images, labels = batch(6)
+    with DataParallel(model, 2) as parallel:
+        parallel.predict(images)
+        model.load_state_dict(other.state_dict())     # new arrays: no longer in shared memory
+        np.testing.assert_allclose(parallel.predict(images), other(mg.tensor(images)).numpy(), rtol=1e-12)
+
+
+def test_dropout_masks_come_from_the_seed_and_the_shard():
+    """One process reproduces the plain step seeded with ``seed`` bit for bit; with two, the same seed gives
+    the same step again, and shard 1's masks differ from shard 0's."""
+    images, labels = batch(8)
+    model = small_net(dropout=0.5)
+    expected = plain_step(model, images, labels, seed=11)
+    model.zero_grad()
+    loss, logits = DataParallel(model, 1).loss_and_gradients(images, labels, seed=11)
+    assert loss == expected[0] and np.array_equal(logits, expected[1])
+    twice = np.concatenate([images[:4], images[:4]])    # the same four images in both shards
+    with DataParallel(model, 2) as parallel:
+        first = parallel.loss_and_gradients(twice, labels, seed=5)
+        again = parallel.loss_and_gradients(twice, labels, seed=5)
+    assert first[0] == again[0] and np.array_equal(first[1], again[1])
+    assert not np.array_equal(first[1][:4], first[1][4:]), "shard 1 drew shard 0's masks"
+
+
+def test_evaluation_mode_reaches_the_workers():
+    model = small_net(dropout=0.9)
+    images, _ = batch(6)
+    model.eval()
+    with mg.no_grad():
+        expected = model(mg.tensor(images)).numpy()
+    with DataParallel(model, 2) as parallel:
+        np.testing.assert_allclose(parallel.predict(images), expected, rtol=1e-12)
+
+
+def test_bad_arguments_are_named():
+    model = small_net()
+    with pytest.raises(ValueError, match=r"DataParallel: processes must be a whole number ≥ 1, got 0"):
+        DataParallel(model, 0)
+    images, labels = batch(4)
+    with pytest.raises(ValueError, match=r"DataParallel: 4 images but 3 labels \(need as many, at least one\)"):
+        DataParallel(model, 1).loss_and_gradients(images, labels[:3])
+    with pytest.raises(ValueError, match=r"DataParallel: 0 images but 0 labels"):
+        DataParallel(model, 1).loss_and_gradients(images[:0], labels[:0])
+
+
+def test_an_error_in_a_worker_names_the_process_and_its_images_and_the_next_step_works():
+    model = small_net()
+    images, labels = batch(4)
+    bad = labels.copy()
+    bad[3] = 99                                   # only in shard 1 (images 2-3)
+    with DataParallel(model, 2) as parallel:
+        with pytest.raises(RuntimeError, match=r"(?s)DataParallel: worker process 1 failed on images 2–3 of the "
+                                               r"batch:.*cross_entropy: targets must lie in \[0, 6\)"):
+            parallel.loss_and_gradients(images, bad)
+        bad = labels.copy()
+        bad[0] = 99                               # in this process's shard: the op's own error
+        with pytest.raises(ValueError, match=r"cross_entropy: targets must lie in \[0, 6\)"):
+            parallel.loss_and_gradients(images, bad)
+        model.zero_grad()
+        parallel.loss_and_gradients(images, labels)   # no reply was left behind in the pipe
+    model_gradients = gradients(model)
+    model.zero_grad()
+    plain_step(model, images, labels)
+    for got, want in zip(model_gradients, gradients(model)):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_a_worker_that_dies_is_a_clear_error_and_the_weights_survive():
+    model = small_net()
+    before = [p.numpy().copy() for p in model.parameters()]
+    images, labels = batch(4)
+    parallel = DataParallel(model, 2)
+    os.kill(parallel._workers[0][0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=r"DataParallel: worker process 1 ended unexpectedly \(exit code -9\)"):
+        parallel.loss_and_gradients(images, labels)
+    parallel.close()
+    for p, b in zip(model.parameters(), before):
+        assert p.data.flags.owndata and np.array_equal(p.numpy(), b)
+
+
+def test_a_model_that_cannot_be_sent_to_a_worker_is_a_clear_error():
+    model = small_net()
+    model.register_forward_hook(lambda module, inputs, output: None)    # a lambda does not pickle
+    with pytest.raises(RuntimeError, match=r"DataParallel: could not start worker process 1 with a copy of the model"):
+        DataParallel(model, 2)
+    assert all(p.data.flags.owndata for p in model.parameters())
