@@ -14,6 +14,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.data import make_builtin_dataset
+from minigrad.parallel import DataParallel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -163,7 +164,7 @@ def test_top_k_errors_and_ten_crop_averaging():
             images = np.random.default_rng(0).normal(size=(2, 10, 3, 4, 4)).astype(np.float32)
             yield types.SimpleNamespace(images=images, labels=np.array([0, 3]))
 
-    result = train_alexnet.evaluate(MeanPixel(), OneBatch(), "cpu")
+    result = train_alexnet.evaluate(DataParallel(MeanPixel(), processes=1), OneBatch())
     images = OneBatch().batches().__next__().images
     logits = np.zeros((2, 10, 6))
     logits[..., 0] = images.mean(axis=(2, 3, 4))
@@ -234,7 +235,7 @@ def test_help_explains_every_flag():
                           capture_output=True, text=True, check=True).stdout
     parser_flags = set(re.findall(r"--[a-z][a-z-]+", text))
     for flag in ("--data", "--device", "--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--init",
-                 "--preset", "--workers", "--seed", "--out", "--resume", "--eval-only", "--ten-crop", "--strict",
+                 "--preset", "--workers", "--processes", "--seed", "--out", "--resume", "--eval-only", "--ten-crop", "--strict",
                  "--cache", "--cache-dir", "--patience", "--mean", "--width", "--input-size", "--towers"):
         assert flag in parser_flags, flag
     for action in train_alexnet.make_parser()._actions:          # and every option has a help text
