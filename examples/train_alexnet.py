@@ -337,16 +337,18 @@ def train(args) -> int:
             # the epoch's running sums (carried over when resuming in the middle of an epoch)
             run = dict(position or {"next_batch": 0, "seen": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0})
             start = None
-            bar = progress(train_loader.batches(epoch, run["next_batch"]), total=len(train_loader) - run["next_batch"],
+            batches = train_loader.batches(epoch, run["next_batch"])
+            bar = progress(batches, total=len(train_loader) - run["next_batch"],
                            desc=f"epoch {epoch + 1}/{config['epochs']}")
             for step, batch in enumerate(bar, start=run["next_batch"]):
                 start = start or time.perf_counter()   # from the first batch on: worker start-up is not training
-                # Forward, loss and backward, each process on a shard of the batch (minigrad/parallel.py).
-                # Dropout masks from (seed, epoch, step): the same after any resume, and with one process
-                # the same on every device.
+                # Forward, loss and backward, each process on a shard of the batch (minigrad/parallel.py);
+                # this one loads the next batch while the others start. Dropout masks from (seed, epoch, step):
+                # the same after any resume, and with one process the same on every device.
                 optimizer.zero_grad()
                 value, logits = parallel.loss_and_gradients(
-                    batch.images, batch.labels, seed=(config["seed"] * 1_000_003 + epoch) * 1_000_003 + step)
+                    batch.images, batch.labels, seed=(config["seed"] * 1_000_003 + epoch) * 1_000_003 + step,
+                    meanwhile=batches.load_next)
                 if not np.isfinite(value):
                     raise TrainingDiverged(f"the loss became {value} at epoch {epoch + 1}, batch {step + 1}")
                 optimizer.step()

@@ -64,10 +64,12 @@ class DataParallel:
             self._start()
 
     # ----- the two things it does ------------------------------------------------------------------
-    def loss_and_gradients(self, images: np.ndarray, labels: np.ndarray, seed: int | None = None):
+    def loss_and_gradients(self, images: np.ndarray, labels: np.ndarray, seed: int | None = None, meanwhile=None):
         """Forward, loss and backward over the batch, a shard per process.  Adds ∂L/∂w of the batch's mean
         loss into each parameter's ``.grad``, as ``loss.backward()`` would.  Before its forward, shard k
         seeds minigrad's generators (dropout's masks) from (seed, k); seed=None leaves them as they are.
+        ``meanwhile()``, if given, is called once the workers have their shards, before this process's own
+        (for work that can overlap theirs, such as loading the next batch); with one process, not at all.
 
         Returns (the batch's mean loss as a float, the logits as a NumPy array).
         """
@@ -78,7 +80,7 @@ class DataParallel:
         weights = [(stop - start) / len(images) for start, stop in shards]
         seeds = [None if seed is None else _shard_seed(seed, k) for k in range(len(shards))]
         replies = self._run("train", images, shards, [(labels[start:stop], seeds[k], weights[k])
-                                                      for k, (start, stop) in enumerate(shards)])
+                                                      for k, (start, stop) in enumerate(shards)], meanwhile)
         for k, (_, _, has_gradient) in enumerate(replies[1:], start=1):
             self._add_gradients(k, has_gradient)
         loss = sum(weight * reply[0] for weight, reply in zip(weights, replies))
@@ -157,8 +159,9 @@ class DataParallel:
         bounds = [n * k // self.processes for k in range(self.processes + 1)]
         return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a] or [(0, 0)]
 
-    def _run(self, task: str, images, shards, arguments) -> list:
-        """Hand shards 1… to the workers, run shard 0 here, then collect the workers' replies in order."""
+    def _run(self, task: str, images, shards, arguments, meanwhile=None) -> list:
+        """Hand shards 1… to the workers, call ``meanwhile``, run shard 0 here, then collect the workers'
+        replies in order."""
         images = np.asarray(images)
         if len(shards) > 1:
             self._share_parameters()
@@ -171,6 +174,8 @@ class DataParallel:
                 self._workers[k - 1][1].send((task, self._inputs.name, inputs.shape, inputs.dtype.str, view,
                                               self.model.training, *arguments[k]))
                 sent.append(k)
+            if sent and meanwhile is not None:
+                meanwhile()
             start, stop = shards[0]
             replies = [_SHARD_TASKS[task](self.model, self.loss, self.device, images[start:stop], *arguments[0])]
         finally:

@@ -274,6 +274,26 @@ def test_loader_is_deterministic_whatever_the_number_of_workers(tree):
     assert tail == [i for i, _ in runs[0]][2:]            # resuming at batch 2 gives exactly the rest of the epoch
 
 
+def test_loading_the_next_batch_early_changes_nothing_but_when(tree):
+    """``load_next()`` (which DataParallel calls while the other processes compute) takes the next batch once,
+    however often it is called, and the epoch's batches stay the same ones in the same order."""
+    folder = ImageFolder(tree, size=32)
+    loader = DataLoader(folder, preprocess(), batch_size=3, shuffle=True, seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = [(b.indices.tolist(), b.images) for b in loader.batches(epoch=1)]
+        batches, early = loader.batches(epoch=1), []
+        for batch in batches:
+            batches.load_next()
+            batches.load_next()
+            early.append((batch.indices.tolist(), batch.images))
+        batches.load_next()                                   # past the end: still nothing more
+        assert next(batches, None) is None
+    assert [i for i, _ in early] == [i for i, _ in plain] and len(plain) > 2
+    for (_, a), (_, b) in zip(early, plain):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_worker_processes_end(tree):
     folder = ImageFolder(tree, size=32)
     loader = DataLoader(folder, preprocess(), batch_size=2, workers=2)

@@ -120,6 +120,22 @@ def test_dropout_masks_come_from_the_seed_and_the_shard():
     assert not np.array_equal(first[1][:4], first[1][4:]), "shard 1 drew shard 0's masks"
 
 
+def test_meanwhile_runs_once_while_the_workers_compute():
+    """With workers, ``meanwhile`` runs once each step, after the workers were sent their shards; with one
+    process, never (nothing would overlap it)."""
+    images, labels = batch(6)
+    calls = []
+    model = small_net()
+    DataParallel(model, 1).loss_and_gradients(images, labels, meanwhile=lambda: calls.append("here"))
+    assert calls == []
+    with DataParallel(model, 2) as parallel:
+        def meanwhile():
+            calls.append(parallel._workers[0][1].poll(5))    # the worker's reply arrives: it had its shard already
+        parallel.loss_and_gradients(images, labels, meanwhile=meanwhile)
+        parallel.loss_and_gradients(images, labels, meanwhile=meanwhile)
+    assert calls == [True, True]
+
+
 def test_evaluation_mode_reaches_the_workers():
     model = small_net(dropout=0.9)
     images, _ = batch(6)
