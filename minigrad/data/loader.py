@@ -67,14 +67,15 @@ class Preprocess:
         means = np.empty(crops.shape, self.mean.dtype) if per_pixel_mean else None
         colour = self.mode == "train" and self.pca is not None
         shifts = np.zeros((len(crops), 3, 1, 1), np.result_type(np.float32, *self.pca)) if colour else None
+        mirrored = np.zeros(len(crops), bool)
         for k, (image, rng) in enumerate(zip(images, rngs)):
             if per_pixel_mean and image.shape[:2] != self.mean.shape[:2]:
                 raise ValueError(f"Preprocess: an image is {image.shape[0]}×{image.shape[1]}, the per-pixel mean "
                                  f"{self.mean.shape[0]}×{self.mean.shape[1]}: they must be the same size")
-            for c, (window, mirrored) in enumerate(self._windows(*image.shape[:2], rng), start=k * per_image):
-                crops[c] = T.crop(image, window, mirrored)
+            for c, (window, mirrored[c]) in enumerate(self._windows(*image.shape[:2], rng), start=k * per_image):
+                crops[c] = T.crop(image, window)
                 if per_pixel_mean:      # the same window of the mean image
-                    means[c] = T.crop(self.mean, window, mirrored)
+                    means[c] = T.crop(self.mean, window)
             if colour:
                 shifts[k] = T.pca_colour_shift(*self.pca, rng)[:, None, None]
         # channels first, where NumPy's per-channel loops run over rows of H·W values (over rows of 3 in HWC)
@@ -83,6 +84,9 @@ class Preprocess:
         if colour:
             pixels = pixels + shifts    # (not in place: a float64 shift makes the pixels float64, as a float64 mean does)
         pixels /= self.std[:, None, None]
+        # Mirrored last: every step above is per pixel, so the order does not change a bit, and here a row is W
+        # values to reverse, where a crop's is 3 (a mirrored uint8 crop took 20 µs to copy, an unmirrored one 1).
+        pixels[mirrored] = pixels[mirrored][..., ::-1]
         shape = (len(images), per_image) if per_image > 1 else (len(images),)
         return pixels.astype(np.float32, copy=False).reshape(*shape, 3, self.crop, self.crop)
 
