@@ -140,7 +140,7 @@ def data_parallel(model, args, config, device) -> DataParallel:
     the cpu preset's step 45-48 ms in one process, 35-38 in two).  One for the full network, whose large
     arrays keep every core busy in one process (916-940 ms a step at batch 32, 1050-1060 in two), and on a GPU."""
     small = config["preset"] != "full" and not device.startswith("cuda")
-    processes = args.processes or (backend.cpu.CORES if small else 1)
+    processes = args.processes if args.processes is not None else backend.cpu.CORES if small else 1
     try:
         return DataParallel(model, processes)
     except ValueError as err:

@@ -242,6 +242,11 @@ def test_help_explains_every_flag():
         assert action.help and len(action.help) > 10, action.option_strings
 
 
+def test_a_bad_process_count_is_a_clear_error(data, tmp_path):
+    with pytest.raises(SystemExit, match=r"error: --processes 0: DataParallel: processes must be a whole number ≥ 1"):
+        run(data, tmp_path, "--processes", "0")
+
+
 def test_an_unwritable_out_folder_is_a_clear_error(data, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SystemExit, match="error: cannot use --out .*afile/out"):
