@@ -136,23 +136,25 @@ class DataParallel:
         self._share_parameters()
         self._settings.enter_context(cpu.cores(1))
         context = multiprocessing.get_context("spawn")   # a fresh interpreter: forking a process with threads is unsafe
-        for k in range(1, self.processes):
-            ours, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(theirs, self.model, self.loss, self._memory.name, k),
-                                      name=f"minigrad-shard-{k}", daemon=True)
-            try:
-                process.start()
-            except Exception as err:
-                self.close()
-                raise RuntimeError(f"DataParallel: could not start worker process {k} with a copy of the model "
-                                   f"({type(err).__name__}: {err})") from err
-            theirs.close()
-            self._workers.append((process, ours))
-        for k in range(1, self.processes):     # each says it is ready, so a worker that cannot start fails here
-            ok, error = self._reply(k)
-            if not ok:
-                self.close()
-                raise RuntimeError(f"DataParallel: worker process {k} could not start:\n{error}")
+        try:
+            for k in range(1, self.processes):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_serve, args=(theirs, self.model, self.loss, self._memory.name, k),
+                                          name=f"minigrad-shard-{k}", daemon=True)
+                try:
+                    process.start()
+                except Exception as err:
+                    raise RuntimeError(f"DataParallel: could not start worker process {k} with a copy of the "
+                                       f"model ({type(err).__name__}: {err})") from err
+                theirs.close()
+                self._workers.append((process, ours))
+            for k in range(1, self.processes):     # each says it is ready, so a worker that cannot start fails here
+                ok, error = self._reply(k)
+                if not ok:
+                    raise RuntimeError(f"DataParallel: worker process {k} could not start:\n{error}")
+        except BaseException:
+            self.close()
+            raise
 
     def _shards(self, n: int) -> list:
         """(start, stop) of each shard: the batch cut into ``processes`` nearly equal parts, empty ones left out."""
@@ -171,8 +173,8 @@ class DataParallel:
             for k in range(1, len(shards)):
                 start, stop = shards[k]
                 view = (start - shards[1][0], stop - shards[1][0])
-                self._workers[k - 1][1].send((task, self._inputs.name, inputs.shape, inputs.dtype.str, view,
-                                              self.model.training, *arguments[k]))
+                self._send(k, (task, self._inputs.name, inputs.shape, inputs.dtype.str, view, self.model.training,
+                               *arguments[k]))
                 sent.append(k)
             if sent and meanwhile is not None:
                 meanwhile()
@@ -187,14 +189,23 @@ class DataParallel:
                                    f"batch:\n{value}")
         return replies + [value for ok, value in answers]
 
-    def _reply(self, k: int):
-        process, connection = self._workers[k - 1]
+    def _send(self, k: int, request) -> None:
         try:
-            return connection.recv()
+            self._workers[k - 1][1].send(request)
+        except OSError:
+            self._ended(k)
+
+    def _reply(self, k: int):
+        try:
+            return self._workers[k - 1][1].recv()
         except (EOFError, OSError):
-            process.join(timeout=1)
-            raise RuntimeError(f"DataParallel: worker process {k} ended unexpectedly (exit code "
-                               f"{process.exitcode}); the parameters here are intact, close() and start again") from None
+            self._ended(k)
+
+    def _ended(self, k: int):
+        process = self._workers[k - 1][0]
+        process.join(timeout=1)
+        raise RuntimeError(f"DataParallel: worker process {k} ended unexpectedly (exit code {process.exitcode}); "
+                           f"the parameters here are intact, close() and start again") from None
 
     def _share_parameters(self) -> None:
         """Point every parameter at its place in shared memory, copying it there if it is elsewhere
