@@ -75,7 +75,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="processes that decode and augment images; 0 = in this process "
                    "(default: one per core beside a GPU; on the CPU none up to 2 cores, else half the cores)")
     p.add_argument("--processes", type=int, help="processes that train, each on a shard of every batch, one core "
-                   "each (minigrad.parallel; default: one per core for the cpu and tiny presets on the CPU, else 1)")
+                   "each (minigrad.parallel; default: as the checkpoint when resuming, else one per core for the "
+                   "cpu and tiny presets on the CPU, in shards of 16 images or more, else 1)")
     p.add_argument("--cache", choices=["auto", "on", "off"], default="auto",
                    help="keep decoded images in one uint8 file after the first pass (auto: when it takes ≤ 4 GiB)")
     p.add_argument("--cache-dir", type=Path, default=cache_home() / "images", help="where the cache files go")
@@ -135,16 +136,30 @@ def loader_workers(args, device) -> int:
 
 
 def data_parallel(model, args, config, device) -> DataParallel:
-    """The model's steps split over --processes processes.  By default one per core for the small presets
-    on the CPU: there one process leaves most arrays too small to share between cores (measured on 2 cores,
-    the cpu preset's step 45-48 ms in one process, 35-38 in two).  One for the full network, whose large
-    arrays keep every core busy in one process (916-940 ms a step at batch 32, 1050-1060 in two), and on a GPU."""
-    small = config["preset"] != "full" and not device.startswith("cuda")
-    processes = args.processes if args.processes is not None else backend.cpu.CORES if small else 1
+    """The model's steps split over --processes processes; without the flag, the number the checkpoint was
+    trained with (on the CPU), else one per core for the small presets on the CPU, in shards of 16 images or
+    more: there one process leaves most arrays too small to share between cores (measured on 2 cores, the
+    cpu preset's step 45-48 ms in one process, 35-38 in two; more cores are not measured).  One for the full
+    network, whose large arrays keep every core busy in one process (916-940 ms a step at batch 32,
+    1050-1060 in two), and on a GPU.  The number is recorded in the config: it decides the dropout masks."""
+    cuda = device.startswith("cuda")
+    if args.processes is not None:
+        processes = args.processes
+    elif config.get("processes") and not cuda:
+        processes = config["processes"]           # resuming: the same split, so the same run
+    elif config["preset"] != "full" and not cuda:
+        processes = max(1, min(backend.cpu.CORES, config["batch_size"] // 16))
+    else:
+        processes = 1
     try:
-        return DataParallel(model, processes)
-    except ValueError as err:
-        raise SystemExit(f"error: --processes {processes}: {err}") from None
+        parallel = DataParallel(model, processes)
+    except (ValueError, RuntimeError) as err:
+        if args.processes is not None or processes == 1:
+            raise SystemExit(f"error: --processes {processes}: {err}") from None
+        print(f"note: {err}\nRunning in one process instead.", file=sys.stderr)
+        parallel = DataParallel(model, 1)
+    config["processes"] = parallel.processes
+    return parallel
 
 
 def image_source(folder: ImageFolder, args, label: str, workers: int):

@@ -15,14 +15,18 @@ Shard 0 runs in this process; shards 1… in worker processes started once, with
 Dropout draws its masks per shard, from (seed, shard), so a run with P processes is reproducible but
 not the same run as with one.  Measured on 2 cores, the CPU preset of AlexNet at batch 64: one process
 with threads 45-48 ms a step, two processes 35-38 ms (benchmarks/bench_cpu.py --preset cpu).
+
+The shared memory is a file in /dev/shm (a RAM disk; elsewhere the temporary folder) that every process
+maps and that is deleted as soon as they all have: the memory goes when the last array using it does.
 """
 from __future__ import annotations
 
-import contextlib
+import errno
 import multiprocessing
+import os
 import signal
+import tempfile
 import traceback
-from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -42,25 +46,32 @@ class DataParallel:
         loss, logits = parallel.loss_and_gradients(images, labels, seed=step)
         optimizer.step()
 
-    While it is open the model's parameters live in shared memory (it puts them back on ``close()``) and
-    this process's primitives and BLAS run on one core.  Use it as a context manager, or call close().
-    The model is sent to the workers with pickle once, at the start: a model with lambdas among its hooks
-    cannot be.
+    ``loss(logits, labels)`` must be a mean over the examples (the shards are weighted n_k / N).
+    With processes > 1:
+    - the model and ``loss`` are sent to the workers with pickle once, at the start: they must be
+      importable (defined in a module, not typed into a REPL), and hooks must not be lambdas; a script
+      needs the ``if __name__ == "__main__":`` guard, since the workers are started with "spawn", which
+      imports the main module again;
+    - the parameters live in shared memory while it is open (``close()`` gives them their own again);
+      the model's structure must not change meanwhile (parameters added, replaced or frozen): that is
+      checked at every call;
+    - during a call this process's primitives and BLAS run on one core.
+    Use it as a context manager, or call close().
     """
 
     def __init__(self, model, processes: int | None = None, loss=cross_entropy):
-        self._workers, self._memory, self._inputs, self._settings = [], None, None, contextlib.ExitStack()
+        self._workers, self._memory, self._inputs, self._step, self._closed = [], None, None, 0, False
         processes = cpu.CORES if processes is None else processes
         if int(processes) != processes or processes < 1:
             raise ValueError(f"DataParallel: processes must be a whole number ≥ 1, got {processes!r}")
         self.model, self.loss, self.processes = model, loss, int(processes)
         self.parameters = list(model.parameters())
-        self.device = self.parameters[0].device if self.parameters else "cpu"
+        self._structure = _structure(self.parameters)
         if self.processes > 1:
-            devices = {str(p.device) for p in self.parameters}
-            if devices != {"cpu"}:
+            elsewhere = {str(p.device) for p in self.parameters} - {"cpu"}
+            if elsewhere:
                 raise ValueError(f"DataParallel: processes > 1 needs a model on the CPU, got parameters on "
-                                 f"{', '.join(sorted(devices))}; use processes=1 on a GPU")
+                                 f"{', '.join(sorted(elsewhere))}; use processes=1 on a GPU")
             self._start()
 
     # ----- the two things it does ------------------------------------------------------------------
@@ -69,7 +80,8 @@ class DataParallel:
         loss into each parameter's ``.grad``, as ``loss.backward()`` would.  Before its forward, shard k
         seeds minigrad's generators (dropout's masks) from (seed, k); seed=None leaves them as they are.
         ``meanwhile()``, if given, is called once the workers have their shards, before this process's own
-        (for work that can overlap theirs, such as loading the next batch); with one process, not at all.
+        (for work that can overlap theirs, such as loading the next batch); when the batch makes one shard
+        (one process, or one image), not at all.  If it raises, ``.grad`` may hold part of the sum: zero it.
 
         Returns (the batch's mean loss as a float, the logits as a NumPy array).
         """
@@ -94,27 +106,25 @@ class DataParallel:
 
     # ----- life cycle --------------------------------------------------------------------------------
     def close(self) -> None:
-        """End the workers and give the parameters back their own memory (again usable after the
-        shared memory is gone).  Safe to call twice."""
+        """End the workers and give the parameters back their own memory.  Safe to call twice."""
+        self._closed = True
         for process, connection in self._workers:
-            with contextlib.suppress(OSError):
+            try:
                 connection.send(None)
+            except OSError:
+                pass
             process.join(timeout=5)
             if process.is_alive():
                 process.terminate()
+                process.join(timeout=5)
             connection.close()
         self._workers = []
         if self._memory is not None:
             for parameter, shared in zip(self.parameters, self._weights):
                 if parameter.data is shared:
                     parameter.data = shared.copy()
-            self._weights = self._gradients = None
-            for memory in (self._memory, self._inputs):
-                if memory is not None:
-                    memory.close()
-                    memory.unlink()
-            self._memory = self._inputs = None
-        self._settings.close()
+        # Only dropped: any array still viewing the memory (a state_dict, a saved activation) keeps it alive.
+        self._memory = self._weights = self._gradients = self._inputs = None
 
     def __enter__(self):
         return self
@@ -128,18 +138,16 @@ class DataParallel:
     # ----- the parts ---------------------------------------------------------------------------------
     def _start(self) -> None:
         """Put the parameters in shared memory, with one gradient area per worker, and start the workers."""
-        sizes = [p.data.nbytes for p in self.parameters]
-        self._memory = shared_memory.SharedMemory(create=True, size=max(1, sum(sizes) * self.processes))
-        self._weights = _views(self._memory, self.parameters, 0)
-        self._gradients = [None] + [_views(self._memory, self.parameters, k * sum(sizes))
-                                    for k in range(1, self.processes)]
-        self._share_parameters()
-        self._settings.enter_context(cpu.cores(1))
-        context = multiprocessing.get_context("spawn")   # a fresh interpreter: forking a process with threads is unsafe
+        size = sum(p.data.nbytes for p in self.parameters)
+        path, self._memory = _shared_file(max(1, size * self.processes))
         try:
+            self._weights = _views(self._memory, self.parameters, 0)
+            self._gradients = [None] + [_views(self._memory, self.parameters, k * size) for k in range(1, self.processes)]
+            self._share_parameters()
+            context = multiprocessing.get_context("spawn")   # a fresh interpreter: forking a process with threads is unsafe
             for k in range(1, self.processes):
                 ours, theirs = context.Pipe()
-                process = context.Process(target=_serve, args=(theirs, self.model, self.loss, self._memory.name, k),
+                process = context.Process(target=_serve, args=(theirs, self.model, self.loss, path, k),
                                           name=f"minigrad-shard-{k}", daemon=True)
                 try:
                     process.start()
@@ -155,6 +163,8 @@ class DataParallel:
         except BaseException:
             self.close()
             raise
+        finally:
+            os.unlink(path)         # every process has mapped it (or failed to)
 
     def _shards(self, n: int) -> list:
         """(start, stop) of each shard: the batch cut into ``processes`` nearly equal parts, empty ones left out."""
@@ -164,24 +174,36 @@ class DataParallel:
     def _run(self, task: str, images, shards, arguments, meanwhile=None) -> list:
         """Hand shards 1… to the workers, call ``meanwhile``, run shard 0 here, then collect the workers'
         replies in order."""
-        images = np.asarray(images)
-        if len(shards) > 1:
-            self._share_parameters()
-            inputs = self._shared_inputs(images[shards[1][0]:])
+        if self._closed:
+            raise RuntimeError("DataParallel: used after close()")
+        if len(shards) == 1:
+            return [_SHARD_TASKS[task](self.model, self.loss, _device(self.parameters), images, *arguments[0])]
+        self._share_parameters()
+        first = shards[1][0]
+        inputs_path, inputs = self._shared_inputs(np.asarray(images)[first:])
+        self._step += 1        # requests and replies carry it: a reply left behind by an interrupted call is skipped
         sent = []
         try:
             for k in range(1, len(shards)):
                 start, stop = shards[k]
-                view = (start - shards[1][0], stop - shards[1][0])
-                self._send(k, (task, self._inputs.name, inputs.shape, inputs.dtype.str, view, self.model.training,
-                               *arguments[k]))
+                self._send(k, (self._step, task, inputs_path, inputs.shape, inputs.dtype.str,
+                               (start - first, stop - first), self.model.training, *arguments[k]))
                 sent.append(k)
-            if sent and meanwhile is not None:
-                meanwhile()
-            start, stop = shards[0]
-            replies = [_SHARD_TASKS[task](self.model, self.loss, self.device, images[start:stop], *arguments[0])]
+            with cpu.cores(1):     # one core here too: the other cores are the workers'
+                if meanwhile is not None:
+                    meanwhile()
+                start, stop = shards[0]
+                replies = [_SHARD_TASKS[task](self.model, self.loss, "cpu", images[start:stop], *arguments[0])]
         finally:
-            answers = [self._reply(k) for k in sent]     # always, so that no reply is left in a pipe
+            collected = False
+            try:
+                answers = [self._reply(k) for k in sent]     # always, so that each worker is idle again
+                collected = True
+            finally:
+                if inputs_path is not None:
+                    os.unlink(inputs_path)                   # the workers have mapped it (or failed to)
+                if not collected:       # interrupted: a worker may not have mapped a new file; next time, another
+                    self._inputs = None
         for k, (ok, value) in zip(sent, answers):
             if not ok:
                 start, stop = shards[k]
@@ -196,10 +218,14 @@ class DataParallel:
             self._ended(k)
 
     def _reply(self, k: int):
-        try:
-            return self._workers[k - 1][1].recv()
-        except (EOFError, OSError):
-            self._ended(k)
+        """Worker k's reply to this call: (ok, value); older ones, left by an interrupted call, are skipped."""
+        while True:
+            try:
+                step, ok, value = self._workers[k - 1][1].recv()
+            except (EOFError, OSError):
+                self._ended(k)
+            if step == self._step:
+                return ok, value
 
     def _ended(self, k: int):
         process = self._workers[k - 1][0]
@@ -209,7 +235,12 @@ class DataParallel:
 
     def _share_parameters(self) -> None:
         """Point every parameter at its place in shared memory, copying it there if it is elsewhere
-        (load_state_dict, for one, gives parameters new arrays)."""
+        (load_state_dict, for one, gives parameters new arrays); refuse a model whose parameters changed."""
+        now = list(self.model.parameters())
+        if _structure(now) != self._structure:
+            raise ValueError("DataParallel: the model's parameters changed after the workers started (added, "
+                             "replaced, or requires_grad changed); the workers' copies would not follow. Close "
+                             "it and start a new one")
         for parameter, shared in zip(self.parameters, self._weights):
             if parameter.data is shared:
                 continue
@@ -219,16 +250,15 @@ class DataParallel:
             shared[...] = parameter.data
             parameter.data = shared
 
-    def _shared_inputs(self, images: np.ndarray) -> np.ndarray:
-        """The workers' images in shared memory (grown when a batch does not fit)."""
-        if self._inputs is None or self._inputs.size < images.nbytes:
-            if self._inputs is not None:
-                self._inputs.close()
-                self._inputs.unlink()
-            self._inputs = shared_memory.SharedMemory(create=True, size=max(1, images.nbytes))
-        shared = np.ndarray(images.shape, images.dtype, buffer=self._inputs.buf)
+    def _shared_inputs(self, images: np.ndarray) -> tuple:
+        """(the file, the array): the workers' images in shared memory, kept while they fit (then the file is None,
+        since the workers have it mapped), else in a new file."""
+        path = None
+        if self._inputs is None or self._inputs.nbytes < images.nbytes:
+            path, self._inputs = _shared_file(max(images.nbytes, 1))
+        shared = self._inputs[:images.nbytes].view(images.dtype).reshape(images.shape)
         shared[...] = images
-        return shared
+        return path, shared
 
     def _add_gradients(self, k: int, has_gradient: list) -> None:
         """Add worker k's gradients (in shared memory) into the parameters' ``.grad``."""
@@ -239,6 +269,14 @@ class DataParallel:
                 parameter.grad = Tensor(gradient.copy())
             else:
                 parameter.grad.data += gradient
+
+
+def _structure(parameters) -> list:
+    return [(id(p), p.requires_grad) for p in parameters]
+
+
+def _device(parameters):
+    return parameters[0].device if parameters else "cpu"
 
 
 def _shard_seed(seed: int, shard: int) -> int:
@@ -265,37 +303,66 @@ def _predict_shard(model, loss, device, images):
 _SHARD_TASKS = {"train": _train_shard, "predict": _predict_shard}
 
 
+def _shared_file(size: int) -> tuple:
+    """(path, a uint8 array of ``size`` bytes mapped from it): a new file in /dev/shm (RAM), with its
+    pages reserved now, so that a full /dev/shm is this error and not a crash (SIGBUS) at the first write."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    descriptor, path = tempfile.mkstemp(prefix="minigrad-", dir=folder)
+    try:
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(descriptor, 0, size)
+            else:
+                os.ftruncate(descriptor, size)
+        except OSError as err:
+            message = "not enough room" if err.errno in (errno.ENOSPC, errno.EFBIG) else err.strerror
+            raise RuntimeError(f"DataParallel: cannot reserve {size / 2**20:.1f} MiB of shared memory in {folder} "
+                               f"({message}); use fewer processes, or give {folder} more room") from None
+        return path, _mapped(path, "r+")
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(descriptor)
+
+
+def _mapped(path: str, mode: str) -> np.ndarray:
+    """The file's bytes as a plain uint8 array (a view of the memmap, which its base keeps mapped: a plain
+    ndarray spares every op on the parameters memmap's Python-level wrapping)."""
+    return np.asarray(np.memmap(path, np.uint8, mode))
+
+
 def _views(memory, parameters, offset: int) -> list:
-    """Arrays shaped like ``parameters``, one after the other in ``memory`` from ``offset``."""
+    """Arrays shaped like ``parameters``, one after the other in ``memory`` (uint8) from ``offset``."""
     views = []
     for p in parameters:
-        views.append(np.ndarray(p.shape, p.dtype, buffer=memory.buf, offset=offset))
+        views.append(memory[offset:offset + p.data.nbytes].view(p.dtype).reshape(p.shape))
         offset += p.data.nbytes
     return views
 
 
-def _serve(connection, model, loss, memory_name: str, k: int) -> None:
+def _serve(connection, model, loss, path: str, k: int) -> None:
     """A worker process: take requests (a task and where its shard is) until None, reply to each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the main process's to handle
     try:
-        memory = shared_memory.SharedMemory(name=memory_name)
+        memory = _mapped(path, "r+")
         parameters = list(model.parameters())
         size = sum(p.data.nbytes for p in parameters)
         for parameter, shared in zip(parameters, _views(memory, parameters, 0)):
             parameter.data = shared            # reads the weights this step's optimizer left
         gradients = _views(memory, parameters, k * size)
     except Exception:
-        connection.send((False, traceback.format_exc()))
+        connection.send((0, False, traceback.format_exc()))
         return
-    connection.send((True, None))
+    connection.send((0, True, None))
     inputs = None
     with cpu.cores(1):
         while (request := connection.recv()) is not None:
-            task, inputs_name, shape, dtype, (start, stop), training, *arguments = request
+            step, task, inputs_path, shape, dtype, (start, stop), training, *arguments = request
             try:
-                if inputs is None or inputs.name != inputs_name:
-                    inputs = shared_memory.SharedMemory(name=inputs_name)
-                images = np.ndarray(shape, dtype, buffer=inputs.buf)[start:stop]
+                if inputs_path is not None:       # a new file (the first, or a larger batch)
+                    inputs = _mapped(inputs_path, "r")
+                images = inputs[:int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)[start:stop]
                 model.train(training)
                 for parameter in parameters:
                     parameter.grad = None
@@ -305,7 +372,7 @@ def _serve(connection, model, loss, memory_name: str, k: int) -> None:
                         if parameter.grad is not None:
                             gradient[...] = parameter.grad.data
                     value = (*value, [p.grad is not None for p in parameters])
-                reply = (True, value)
+                reply = (step, True, value)
             except Exception:
-                reply = (False, traceback.format_exc())
+                reply = (step, False, traceback.format_exc())
             connection.send(reply)

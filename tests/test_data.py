@@ -10,6 +10,7 @@ from PIL import Image
 
 from minigrad.data import (DataLoader, ImageCache, ImageFolder, Preprocess, UnreadableImage, image_statistics,
                            make_builtin_dataset, transforms as T)
+from minigrad.data.loader import Lookahead
 
 
 # ----- transforms ------------------------------------------------------------------------------------
@@ -110,6 +111,9 @@ def test_training_flips_half_of_the_images(mean):
     same = [np.allclose(out, plain, atol=1e-5) for out in outputs]
     assert all(f != k for f, k in zip(flipped, same))  # each output is exactly one of the two
     assert 0.4 < np.mean(flipped) < 0.6
+    kept = next(out for out, f in zip(outputs, flipped) if not f)
+    for out, f in zip(outputs, flipped):               # and a mirrored one is the other reversed, to the bit
+        np.testing.assert_array_equal(out, kept[:, :, ::-1] if f else kept)
 
 
 def test_a_batch_is_its_images_preprocessed_one_by_one():
@@ -272,6 +276,24 @@ def test_loader_is_deterministic_whatever_the_number_of_workers(tree):
         warnings.simplefilter("ignore")
         tail = [b.indices.tolist() for b in loader.batches(epoch=1, start=2)]
     assert tail == [i for i, _ in runs[0]][2:]            # resuming at batch 2 gives exactly the rest of the epoch
+
+
+def test_lookahead_takes_the_next_item_early_and_once():
+    pulled = []
+
+    def items():
+        for i in range(3):
+            pulled.append(i)
+            yield i
+    ahead = Lookahead(items())
+    assert next(ahead) == 0 and pulled == [0]
+    ahead.load_next()
+    ahead.load_next()
+    assert pulled == [0, 1]                  # taken now, and only once
+    assert next(ahead) == 1 and pulled == [0, 1]
+    assert list(ahead) == [2]
+    ahead.load_next()
+    assert next(ahead, None) is None
 
 
 def test_loading_the_next_batch_early_changes_nothing_but_when(tree):

@@ -199,3 +199,82 @@ def test_a_model_that_cannot_be_sent_to_a_worker_is_a_clear_error():
     with pytest.raises(RuntimeError, match=r"DataParallel: could not start worker process 1 with a copy of the model"):
         DataParallel(model, 2)
     assert all(p.data.flags.owndata for p in model.parameters())
+
+
+def test_arrays_that_view_the_parameters_outlive_close():
+    """A state_dict or a parameter's array taken while it is open still reads the weights after close()
+    (in a child process: were the memory unmapped, reading it would crash the interpreter)."""
+    import subprocess
+    import sys
+    script = (
+        "import numpy as np, minigrad as mg\n"
+        "from minigrad import nn\n"
+        "from minigrad.parallel import DataParallel\n"
+        "if __name__ == '__main__':\n"
+        "    model = nn.Sequential(nn.Linear(3, 2))\n"
+        "    with DataParallel(model, 2) as parallel:\n"
+        "        parallel.predict(np.ones((4, 3), np.float32))\n"
+        "        kept = [p.data for p in model.parameters()] + [t.data for t in model.state_dict().values()]\n"
+        "    copies = [p.numpy() for p in model.parameters()]\n"
+        "    print(all(np.array_equal(a, copies[i % 2]) for i, a in enumerate(kept)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
+
+
+def test_a_call_interrupted_while_waiting_leaves_no_reply_behind(monkeypatch):
+    """Ctrl-C while this process waits for a worker: the worker's late reply must not be taken for the next
+    call's (requests and replies carry the call's number)."""
+    model = small_net()
+    images, labels = batch(6)
+    with DataParallel(model, 2) as parallel:
+        def interrupted(k):
+            monkeypatch.undo()
+            raise KeyboardInterrupt
+        monkeypatch.setattr(parallel, "_reply", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            parallel.loss_and_gradients(images * 3, labels)
+        model.zero_grad()
+        loss, logits = parallel.loss_and_gradients(images, labels)
+    sharded = gradients(model)
+    model.zero_grad()
+    expected = plain_step(model, images, labels)
+    np.testing.assert_allclose(loss, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(logits, expected[1], rtol=1e-12)
+    for got, want in zip(sharded, gradients(model)):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_no_room_for_shared_memory_is_a_clear_error(monkeypatch):
+    def full(descriptor, offset, length):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    monkeypatch.setattr(os, "ftruncate", full)
+    with pytest.raises(RuntimeError, match=r"DataParallel: cannot reserve 0\.0 MiB of shared memory in \S+ \(not "
+                                           r"enough room\); use fewer processes, or give \S+ more room"):
+        DataParallel(small_net(), 2)
+
+
+def test_a_model_changed_after_the_start_is_refused():
+    model = small_net()
+    images, labels = batch(4)
+    with DataParallel(model, 2) as parallel:
+        next(model.parameters()).requires_grad = False       # the worker's copy would still compute its gradient
+        with pytest.raises(ValueError, match=r"DataParallel: the model's parameters changed after the workers "
+                                             r"started \(added, replaced, or requires_grad changed\)"):
+            parallel.loss_and_gradients(images, labels)
+    with pytest.raises(RuntimeError, match=r"DataParallel: used after close\(\)"):
+        parallel.predict(images)
+
+
+def test_this_process_runs_on_one_core_only_during_a_call_and_meanwhile_comes_first():
+    from minigrad.backend import cpu
+    cores, order = cpu.CORES, []
+    model = small_net()
+    images, labels = batch(4)
+    with DataParallel(model, 2) as parallel:
+        assert cpu.CORES == cores
+        model.register_forward_hook(lambda module, inputs, output: order.append(("shard", cpu.CORES)))
+        parallel.loss_and_gradients(images, labels, meanwhile=lambda: order.append(("meanwhile", cpu.CORES)))
+        assert cpu.CORES == cores
+    assert order == [("meanwhile", 1), ("shard", 1)]

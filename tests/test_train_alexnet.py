@@ -242,6 +242,25 @@ def test_help_explains_every_flag():
         assert action.help and len(action.help) > 10, action.option_strings
 
 
+def test_the_process_count_is_recorded_and_a_default_that_cannot_start_falls_back_to_one(data, tmp_path, monkeypatch,
+                                                                                         capsys):
+    assert run(data, tmp_path / "two", "--processes", "2", "--epochs", "1") == 0
+    assert mg.load(tmp_path / "two" / "last.npz")["config"]["processes"] == 2     # resuming keeps the split
+    real = train_alexnet.DataParallel
+
+    def no_room(model, processes):
+        if processes > 1:
+            raise RuntimeError("DataParallel: cannot reserve 9.9 MiB of shared memory in /dev/shm (not enough room)")
+        return real(model, processes)
+    monkeypatch.setattr(train_alexnet, "DataParallel", no_room)
+    monkeypatch.setattr(train_alexnet.backend.cpu, "CORES", 2)
+    assert run(data, tmp_path / "one", "--epochs", "1") == 0
+    assert "note: DataParallel: cannot reserve 9.9 MiB" in capsys.readouterr().err
+    assert mg.load(tmp_path / "one" / "last.npz")["config"]["processes"] == 1
+    with pytest.raises(SystemExit, match=r"error: --processes 2: DataParallel: cannot reserve 9\.9 MiB"):
+        run(data, tmp_path / "asked", "--processes", "2", "--epochs", "1")
+
+
 def test_a_bad_process_count_is_a_clear_error(data, tmp_path):
     with pytest.raises(SystemExit, match=r"error: --processes 0: DataParallel: processes must be a whole number ≥ 1"):
         run(data, tmp_path, "--processes", "0")
