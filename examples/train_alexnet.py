@@ -147,6 +147,9 @@ def data_parallel(model, args, config, device) -> DataParallel:
         processes = args.processes
     elif config.get("processes") and not cuda:
         processes = config["processes"]           # resuming: the same split, so the same run
+        if processes > backend.cpu.CORES:
+            print(f"note: the checkpoint was trained in {processes} processes, more than this machine's "
+                  f"{backend.cpu.CORES} cores; keeping them (the same run), --processes changes it", file=sys.stderr)
     elif config["preset"] != "full" and not cuda:
         processes = max(1, min(backend.cpu.CORES, config["batch_size"] // 16))
     else:

@@ -16,17 +16,20 @@ Dropout draws its masks per shard, from (seed, shard), so a run with P processes
 not the same run as with one.  Measured on 2 cores, the CPU preset of AlexNet at batch 64: one process
 with threads 45-48 ms a step, two processes 35-38 ms (benchmarks/bench_cpu.py --preset cpu).
 
-The shared memory is a file in /dev/shm (a RAM disk; elsewhere the temporary folder) that every process
-maps and that is deleted as soon as they all have: the memory goes when the last array using it does.
+The shared memory is a file in /dev/shm (a RAM disk; elsewhere the temporary folder), deleted as soon as
+it is made: the processes pass its descriptor along the pipes, and the memory goes when the last array
+that maps it does, so nothing is left behind whatever ends the processes.
 """
 from __future__ import annotations
 
 import errno
+import mmap
 import multiprocessing
 import os
 import signal
 import tempfile
 import traceback
+from multiprocessing.reduction import recv_handle, send_handle
 
 import numpy as np
 
@@ -53,14 +56,14 @@ class DataParallel:
       needs the ``if __name__ == "__main__":`` guard, since the workers are started with "spawn", which
       imports the main module again;
     - the parameters live in shared memory while it is open (``close()`` gives them their own again);
-      the model's structure must not change meanwhile (parameters added, replaced or frozen): that is
-      checked at every call;
+      the model must not change meanwhile: parameters added, replaced or frozen are refused at every call,
+      but hooks and layers' settings are not checked (the workers keep their copies' as they were);
     - during a call this process's primitives and BLAS run on one core.
     Use it as a context manager, or call close().
     """
 
     def __init__(self, model, processes: int | None = None, loss=cross_entropy):
-        self._workers, self._memory, self._inputs, self._step, self._closed = [], None, None, 0, False
+        self._workers, self._memory, self._inputs, self._closed, self._broken = [], None, None, False, None
         processes = cpu.CORES if processes is None else processes
         if int(processes) != processes or processes < 1:
             raise ValueError(f"DataParallel: processes must be a whole number ≥ 1, got {processes!r}")
@@ -139,7 +142,7 @@ class DataParallel:
     def _start(self) -> None:
         """Put the parameters in shared memory, with one gradient area per worker, and start the workers."""
         size = sum(p.data.nbytes for p in self.parameters)
-        path, self._memory = _shared_file(max(1, size * self.processes))
+        descriptor, self._memory = _shared_memory(max(1, size * self.processes))
         try:
             self._weights = _views(self._memory, self.parameters, 0)
             self._gradients = [None] + [_views(self._memory, self.parameters, k * size) for k in range(1, self.processes)]
@@ -147,7 +150,7 @@ class DataParallel:
             context = multiprocessing.get_context("spawn")   # a fresh interpreter: forking a process with threads is unsafe
             for k in range(1, self.processes):
                 ours, theirs = context.Pipe()
-                process = context.Process(target=_serve, args=(theirs, self.model, self.loss, path, k),
+                process = context.Process(target=_serve, args=(theirs, self.model, self.loss, k),
                                           name=f"minigrad-shard-{k}", daemon=True)
                 try:
                     process.start()
@@ -156,15 +159,16 @@ class DataParallel:
                                        f"model ({type(err).__name__}: {err})") from err
                 theirs.close()
                 self._workers.append((process, ours))
+                self._talk(k, send_handle, ours, descriptor, process.pid)
             for k in range(1, self.processes):     # each says it is ready, so a worker that cannot start fails here
-                ok, error = self._reply(k)
+                ok, error = self._talk(k, _recv, self._workers[k - 1][1])
                 if not ok:
                     raise RuntimeError(f"DataParallel: worker process {k} could not start:\n{error}")
         except BaseException:
             self.close()
             raise
         finally:
-            os.unlink(path)         # every process has mapped it (or failed to)
+            os.close(descriptor)
 
     def _shards(self, n: int) -> list:
         """(start, stop) of each shard: the batch cut into ``processes`` nearly equal parts, empty ones left out."""
@@ -174,20 +178,22 @@ class DataParallel:
     def _run(self, task: str, images, shards, arguments, meanwhile=None) -> list:
         """Hand shards 1… to the workers, call ``meanwhile``, run shard 0 here, then collect the workers'
         replies in order."""
-        if self._closed:
-            raise RuntimeError("DataParallel: used after close()")
+        if self._closed or self._broken:
+            raise RuntimeError(self._broken or "DataParallel: used after close()")
         if len(shards) == 1:
             return [_SHARD_TASKS[task](self.model, self.loss, _device(self.parameters), images, *arguments[0])]
         self._share_parameters()
         first = shards[1][0]
-        inputs_path, inputs = self._shared_inputs(np.asarray(images)[first:])
-        self._step += 1        # requests and replies carry it: a reply left behind by an interrupted call is skipped
-        sent = []
+        descriptor, inputs = self._shared_inputs(np.asarray(images)[first:])
+        sent, answers = [], []
         try:
             for k in range(1, len(shards)):
                 start, stop = shards[k]
-                self._send(k, (self._step, task, inputs_path, inputs.shape, inputs.dtype.str,
-                               (start - first, stop - first), self.model.training, *arguments[k]))
+                connection = self._workers[k - 1][1]
+                self._talk(k, connection.send, (task, descriptor is not None, inputs.shape, inputs.dtype.str,
+                                                (start - first, stop - first), self.model.training, *arguments[k]))
+                if descriptor is not None:      # a new file for the images (the first, or a larger batch)
+                    self._talk(k, send_handle, connection, descriptor, self._workers[k - 1][0].pid)
                 sent.append(k)
             with cpu.cores(1):     # one core here too: the other cores are the workers'
                 if meanwhile is not None:
@@ -195,15 +201,14 @@ class DataParallel:
                 start, stop = shards[0]
                 replies = [_SHARD_TASKS[task](self.model, self.loss, "cpu", images[start:stop], *arguments[0])]
         finally:
-            collected = False
             try:
-                answers = [self._reply(k) for k in sent]     # always, so that each worker is idle again
-                collected = True
+                for k in sent:      # always, so that each worker is idle again
+                    answers.append(self._talk(k, _recv, self._workers[k - 1][1]))
             finally:
-                if inputs_path is not None:
-                    os.unlink(inputs_path)                   # the workers have mapped it (or failed to)
-                if not collected:       # interrupted: a worker may not have mapped a new file; next time, another
-                    self._inputs = None
+                if descriptor is not None:
+                    os.close(descriptor)
+                if len(answers) < len(shards) - 1 or not all(ok for ok, _ in answers):
+                    self._inputs = None      # a worker may not have the latest images file: the next call makes another
         for k, (ok, value) in zip(sent, answers):
             if not ok:
                 start, stop = shards[k]
@@ -211,27 +216,21 @@ class DataParallel:
                                    f"batch:\n{value}")
         return replies + [value for ok, value in answers]
 
-    def _send(self, k: int, request) -> None:
+    def _talk(self, k: int, action, *arguments):
+        """``action(*arguments)``, a send or a receive on worker k's pipe.  A worker that has ended, or an
+        interruption (Ctrl-C) half-way, leaves the pipes out of step: then this object refuses further calls."""
         try:
-            self._workers[k - 1][1].send(request)
-        except OSError:
-            self._ended(k)
-
-    def _reply(self, k: int):
-        """Worker k's reply to this call: (ok, value); older ones, left by an interrupted call, are skipped."""
-        while True:
-            try:
-                step, ok, value = self._workers[k - 1][1].recv()
-            except (EOFError, OSError):
-                self._ended(k)
-            if step == self._step:
-                return ok, value
-
-    def _ended(self, k: int):
-        process = self._workers[k - 1][0]
-        process.join(timeout=1)
-        raise RuntimeError(f"DataParallel: worker process {k} ended unexpectedly (exit code {process.exitcode}); "
-                           f"the parameters here are intact, close() and start again") from None
+            return action(*arguments)
+        except (EOFError, OSError):
+            process = self._workers[k - 1][0]
+            process.join(timeout=1)
+            self._broken = (f"DataParallel: worker process {k} ended unexpectedly (exit code {process.exitcode}); "
+                            f"the parameters here are intact, close() it and start a new one")
+            raise RuntimeError(self._broken) from None
+        except BaseException as err:
+            self._broken = self._broken or (f"DataParallel: a call was interrupted ({type(err).__name__}) while it "
+                                            f"talked to worker process {k}; close() it and start a new one")
+            raise
 
     def _share_parameters(self) -> None:
         """Point every parameter at its place in shared memory, copying it there if it is elsewhere
@@ -251,14 +250,20 @@ class DataParallel:
             parameter.data = shared
 
     def _shared_inputs(self, images: np.ndarray) -> tuple:
-        """(the file, the array): the workers' images in shared memory, kept while they fit (then the file is None,
-        since the workers have it mapped), else in a new file."""
-        path = None
+        """(a descriptor or None, the array): the workers' images in shared memory, kept while they fit (then
+        the descriptor is None: the workers have the memory), else in new memory, whose descriptor they get."""
+        descriptor = None
         if self._inputs is None or self._inputs.nbytes < images.nbytes:
-            path, self._inputs = _shared_file(max(images.nbytes, 1))
+            self._inputs = None
+            descriptor, self._inputs = _shared_memory(max(images.nbytes, 1))
         shared = self._inputs[:images.nbytes].view(images.dtype).reshape(images.shape)
-        shared[...] = images
-        return path, shared
+        try:
+            shared[...] = images
+        except BaseException:
+            if descriptor is not None:
+                os.close(descriptor)
+            raise
+        return descriptor, shared
 
     def _add_gradients(self, k: int, has_gradient: list) -> None:
         """Add worker k's gradients (in shared memory) into the parameters' ``.grad``."""
@@ -303,11 +308,13 @@ def _predict_shard(model, loss, device, images):
 _SHARD_TASKS = {"train": _train_shard, "predict": _predict_shard}
 
 
-def _shared_file(size: int) -> tuple:
-    """(path, a uint8 array of ``size`` bytes mapped from it): a new file in /dev/shm (RAM), with its
-    pages reserved now, so that a full /dev/shm is this error and not a crash (SIGBUS) at the first write."""
+def _shared_memory(size: int) -> tuple:
+    """(a descriptor, a writable uint8 array of ``size`` bytes mapped from it): a file in /dev/shm (RAM),
+    deleted at once, with its pages reserved now, so that a full /dev/shm is this error and not a crash
+    (SIGBUS) at the first write."""
     folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
     descriptor, path = tempfile.mkstemp(prefix="minigrad-", dir=folder)
+    os.unlink(path)
     try:
         try:
             if hasattr(os, "posix_fallocate"):
@@ -318,18 +325,20 @@ def _shared_file(size: int) -> tuple:
             message = "not enough room" if err.errno in (errno.ENOSPC, errno.EFBIG) else err.strerror
             raise RuntimeError(f"DataParallel: cannot reserve {size / 2**20:.1f} MiB of shared memory in {folder} "
                                f"({message}); use fewer processes, or give {folder} more room") from None
-        return path, _mapped(path, "r+")
+        return descriptor, _mapped(descriptor)
     except BaseException:
-        os.unlink(path)
-        raise
-    finally:
         os.close(descriptor)
+        raise
 
 
-def _mapped(path: str, mode: str) -> np.ndarray:
-    """The file's bytes as a plain uint8 array (a view of the memmap, which its base keeps mapped: a plain
-    ndarray spares every op on the parameters memmap's Python-level wrapping)."""
-    return np.asarray(np.memmap(path, np.uint8, mode))
+def _mapped(descriptor: int, writable: bool = True) -> np.ndarray:
+    """The whole file behind ``descriptor`` as a uint8 array; the array keeps the mapping alive."""
+    return np.frombuffer(mmap.mmap(descriptor, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ),
+                         np.uint8)
+
+
+def _recv(connection):
+    return connection.recv()
 
 
 def _views(memory, parameters, offset: int) -> list:
@@ -341,27 +350,37 @@ def _views(memory, parameters, offset: int) -> list:
     return views
 
 
-def _serve(connection, model, loss, path: str, k: int) -> None:
+def _serve(connection, model, loss, k: int) -> None:
     """A worker process: take requests (a task and where its shard is) until None, reply to each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the main process's to handle
     try:
-        memory = _mapped(path, "r+")
+        descriptor = recv_handle(connection)
+        memory = _mapped(descriptor)
+        os.close(descriptor)
         parameters = list(model.parameters())
         size = sum(p.data.nbytes for p in parameters)
         for parameter, shared in zip(parameters, _views(memory, parameters, 0)):
             parameter.data = shared            # reads the weights this step's optimizer left
         gradients = _views(memory, parameters, k * size)
     except Exception:
-        connection.send((0, False, traceback.format_exc()))
+        connection.send((False, traceback.format_exc()))
         return
-    connection.send((0, True, None))
+    connection.send((True, None))
     inputs = None
     with cpu.cores(1):
-        while (request := connection.recv()) is not None:
-            step, task, inputs_path, shape, dtype, (start, stop), training, *arguments = request
+        while True:
             try:
-                if inputs_path is not None:       # a new file (the first, or a larger batch)
-                    inputs = _mapped(inputs_path, "r")
+                request = connection.recv()
+            except (EOFError, OSError):           # the main process has gone
+                return
+            if request is None:
+                return
+            task, new_inputs, shape, dtype, (start, stop), training, *arguments = request
+            try:
+                if new_inputs:
+                    descriptor = recv_handle(connection)
+                    inputs = _mapped(descriptor, writable=False)
+                    os.close(descriptor)
                 images = inputs[:int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)[start:stop]
                 model.train(training)
                 for parameter in parameters:
@@ -372,7 +391,7 @@ def _serve(connection, model, loss, path: str, k: int) -> None:
                         if parameter.grad is not None:
                             gradient[...] = parameter.grad.data
                     value = (*value, [p.grad is not None for p in parameters])
-                reply = (step, True, value)
+                reply = (True, value)
             except Exception:
-                reply = (step, False, traceback.format_exc())
+                reply = (False, traceback.format_exc())
             connection.send(reply)

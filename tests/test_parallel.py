@@ -222,19 +222,24 @@ def test_arrays_that_view_the_parameters_outlive_close():
     assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
 
 
-def test_a_call_interrupted_while_waiting_leaves_no_reply_behind(monkeypatch):
-    """Ctrl-C while this process waits for a worker: the worker's late reply must not be taken for the next
-    call's (requests and replies carry the call's number)."""
+def test_a_call_interrupted_while_it_waits_refuses_the_next_one(monkeypatch):
+    """Ctrl-C while this process waits for a worker's reply (perhaps half-way through reading it): the pipe may
+    be out of step, so the next call says so instead of reading the late reply as its own; a new one works."""
+    import minigrad.parallel as parallel_module
     model = small_net()
     images, labels = batch(6)
     with DataParallel(model, 2) as parallel:
-        def interrupted(k):
+        def interrupted(connection):
             monkeypatch.undo()
             raise KeyboardInterrupt
-        monkeypatch.setattr(parallel, "_reply", interrupted)
+        monkeypatch.setattr(parallel_module, "_recv", interrupted)
         with pytest.raises(KeyboardInterrupt):
             parallel.loss_and_gradients(images * 3, labels)
-        model.zero_grad()
+        with pytest.raises(RuntimeError, match=r"DataParallel: a call was interrupted \(KeyboardInterrupt\) while it "
+                                               r"talked to worker process 1; close\(\) it and start a new one"):
+            parallel.loss_and_gradients(images, labels)
+    model.zero_grad()
+    with DataParallel(model, 2) as parallel:
         loss, logits = parallel.loss_and_gradients(images, labels)
     sharded = gradients(model)
     model.zero_grad()
@@ -243,6 +248,20 @@ def test_a_call_interrupted_while_waiting_leaves_no_reply_behind(monkeypatch):
     np.testing.assert_allclose(logits, expected[1], rtol=1e-12)
     for got, want in zip(sharded, gradients(model)):
         np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_nothing_is_left_in_shared_memory():
+    """The files are deleted as soon as they are made (the processes pass descriptors): none is ever listed."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    if folder is None:
+        pytest.skip("no /dev/shm here")
+    before = {name for name in os.listdir(folder) if name.startswith("minigrad-")}
+    model = small_net()
+    with DataParallel(model, 2) as parallel:
+        for n in (4, 9, 30):                      # growing batches: new memory for the images each time
+            parallel.predict(batch(n)[0])
+            assert {name for name in os.listdir(folder) if name.startswith("minigrad-")} == before
+    assert {name for name in os.listdir(folder) if name.startswith("minigrad-")} == before
 
 
 def test_no_room_for_shared_memory_is_a_clear_error(monkeypatch):
