@@ -181,7 +181,8 @@ class DataParallel:
         if self._closed or self._broken:
             raise RuntimeError(self._broken or "DataParallel: used after close()")
         if len(shards) == 1:
-            return [_SHARD_TASKS[task](self.model, self.loss, _device(self.parameters), images, *arguments[0])]
+            device = self.parameters[0].device if self.parameters else "cpu"
+            return [_SHARD_TASKS[task](self.model, self.loss, device, images, *arguments[0])]
         self._share_parameters()
         first = shards[1][0]
         descriptor, inputs = self._shared_inputs(np.asarray(images)[first:])
@@ -256,7 +257,7 @@ class DataParallel:
         if self._inputs is None or self._inputs.nbytes < images.nbytes:
             self._inputs = None
             descriptor, self._inputs = _shared_memory(max(images.nbytes, 1))
-        shared = self._inputs[:images.nbytes].view(images.dtype).reshape(images.shape)
+        shared = _array_in(self._inputs, images.shape, images.dtype)
         try:
             shared[...] = images
         except BaseException:
@@ -278,10 +279,6 @@ class DataParallel:
 
 def _structure(parameters) -> list:
     return [(id(p), p.requires_grad) for p in parameters]
-
-
-def _device(parameters):
-    return parameters[0].device if parameters else "cpu"
 
 
 def _shard_seed(seed: int, shard: int) -> int:
@@ -341,11 +338,17 @@ def _recv(connection):
     return connection.recv()
 
 
+def _array_in(memory, shape, dtype, offset: int = 0) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` laid over ``memory`` (uint8) from byte ``offset`` on."""
+    dtype = np.dtype(dtype)
+    return memory[offset:offset + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _views(memory, parameters, offset: int) -> list:
-    """Arrays shaped like ``parameters``, one after the other in ``memory`` (uint8) from ``offset``."""
+    """Arrays shaped like ``parameters``, one after the other in ``memory`` from ``offset``."""
     views = []
     for p in parameters:
-        views.append(memory[offset:offset + p.data.nbytes].view(p.dtype).reshape(p.shape))
+        views.append(_array_in(memory, p.shape, p.dtype, offset))
         offset += p.data.nbytes
     return views
 
@@ -381,7 +384,7 @@ def _serve(connection, model, loss, k: int) -> None:
                     descriptor = recv_handle(connection)
                     inputs = _mapped(descriptor, writable=False)
                     os.close(descriptor)
-                images = inputs[:int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)[start:stop]
+                images = _array_in(inputs, shape, dtype)[start:stop]
                 model.train(training)
                 for parameter in parameters:
                     parameter.grad = None

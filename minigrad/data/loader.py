@@ -273,9 +273,10 @@ class DataLoader:
 def default_workers(device: str) -> int:
     """Loader worker processes for a model trained on ``device``: one per core beside a GPU.
 
-    On the CPU, minigrad's ops already use every core, so workers compete with them: none up to
-    2 cores (measured on 2: the CPU preset trains at about 1200–1340 img/s in-process, 1030–1160 with 2 workers),
-    half the cores above that (a guess; not measured here).
+    On the CPU, training already uses every core (threads, or one process per core: minigrad.parallel), so
+    workers compete with it: none up to 2 cores (measured on 2: the CPU preset trained in one process at about
+    1200–1340 img/s with none, 1030–1160 with 2 workers; in two processes at 1486–1569 with none, 1247–1270 with
+    one), half the cores above that (a guess; not measured here).
     """
     cores = cpu.CORES
     if str(device).startswith("cuda"):

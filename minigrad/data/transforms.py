@@ -2,11 +2,13 @@
 
 Images are NumPy arrays of shape (H, W, 3), uint8 as decoded or float32 in [0, 1] once scaled; the
 network gets (3, H, W) float32.  ``Preprocess`` (data/loader.py) chains them, a batch at a time:
-training:    random window, maybe mirrored (``crop``) → CHW (``backend.cpu.transposed_copy``) → scale to [0, 1]
-             → subtract the mean → PCA colour noise → ÷ std
-evaluation:  centre window (or the ten windows) → CHW → scale to [0, 1] → subtract the mean → ÷ std
-The paper subtracts its mean image (256×256) before cropping; a per-pixel mean is cropped (and mirrored) with
-the image here, which gives the same values with less arithmetic.
+training:    random window (``crop``) → CHW (``backend.cpu.transposed_copy``) → scale to [0, 1]
+             → subtract the mean → PCA colour noise → ÷ std → mirrored half the time
+evaluation:  centre window (or the ten windows, five of them mirrored) → CHW → scale to [0, 1]
+             → subtract the mean → ÷ std
+Every step but the window is per pixel, so mirroring last gives the same values as mirroring the crop.
+The paper subtracts its mean image (256×256) before cropping; a per-pixel mean is cropped with the image
+here, which gives the same values with less arithmetic.
 """
 from __future__ import annotations
 
