@@ -7,6 +7,7 @@ workers, and a resumed run continues exactly where it stopped.
 from __future__ import annotations
 
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 import signal
 import warnings
 from collections import deque
@@ -197,7 +198,9 @@ class DataLoader:
         if self._pool is None and self.workers > 0:
             # "spawn": a fresh interpreter per worker.  Forking a process that has a CUDA context is unsafe.
             context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(self.source, self.preprocess))
+            # (not multiprocessing.Pool: its terminate() can deadlock with its own task thread; it hung CI once)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(self.source, self.preprocess))
         return self._pool
 
     def order(self, epoch: int) -> np.ndarray:
@@ -230,11 +233,11 @@ class DataLoader:
             return
         pending = deque()
         for spec in specs:
-            pending.append(pool.apply_async(_load_batch, spec))
+            pending.append(pool.submit(_load_batch, *spec))
             if len(pending) > self.prefetch:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
     def _checked(self, batch: Batch):
         for path, reason in batch.unreadable:
@@ -252,12 +255,11 @@ class DataLoader:
         if pool is None:
             yield from (_load_one(i, self.source) for i in indices)
         else:
-            yield from pool.imap(_load_one, indices, chunksize=16)
+            yield from pool.map(_load_one, indices, chunksize=16)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)     # what runs finishes (a batch); the rest is dropped
             self._pool = None
 
     def __enter__(self):
